@@ -1,0 +1,54 @@
+"""Who is acting: passed explicitly to every service and recorded on every event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+
+class Source:
+    API = "api"
+    MLFLOW = "mlflow"
+    ADMIN = "admin"
+    TASK = "task"
+    SHELL = "shell"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The user (or the system) behind a change, and where the change came from."""
+
+    user: AbstractBaseUser | None
+    source: str = Source.SHELL
+    token_prefix: str = ""
+    request_id: str = ""
+    client_ip: str = ""
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.pk if self.user is not None else None
+
+    @property
+    def name(self) -> str:
+        if self.user is None:
+            return "system"
+        return self.user.get_username()
+
+    @classmethod
+    def system(cls, source: str = Source.TASK) -> Actor:
+        return cls(user=None, source=source)
+
+    @classmethod
+    def from_request(cls, request: Any, source: str = Source.API) -> Actor:
+        user: AbstractBaseUser | AnonymousUser | None = getattr(request, "user", None)
+        auth = getattr(request, "auth", None)
+        return cls(
+            user=user if user is not None and user.is_authenticated else None,  # type: ignore[arg-type]
+            source=source,
+            token_prefix=getattr(auth, "prefix", "") or "",
+            request_id=getattr(request, "request_id", ""),
+            client_ip=request.META.get("REMOTE_ADDR", ""),
+        )

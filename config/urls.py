@@ -1,0 +1,25 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.static import serve as static_serve
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config import health
+
+admin.site.site_header = "Modelgate"
+admin.site.site_title = "Modelgate"
+admin.site.index_title = "Registry administration"
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("registry.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Admin and API-docs assets, collected at start-up. They are few and small; a proxy or CDN
+    # in front may cache them (they are served with Last-Modified and honour If-Modified-Since).
+    re_path(
+        r"^static/(?P<path>.*)$", static_serve, {"document_root": settings.STATIC_ROOT}
+    ),
+]

@@ -1,0 +1,217 @@
+"""Admin screens; every change goes through the registry services, so it is in the history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from accounts.actors import Actor, Source
+from config.errors import DomainError
+from registry import services
+from registry.choices import Stage
+from registry.models import (
+    Event,
+    ModelAlias,
+    ModelVersion,
+    ModelVersionTag,
+    RegisteredModel,
+    RegisteredModelTag,
+)
+
+
+def admin_actor(request: HttpRequest) -> Actor:
+    return Actor.from_request(request, source=Source.ADMIN)
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ModelTagInline(ReadOnlyInline):
+    model = RegisteredModelTag
+    fields = ["key", "value"]
+
+
+class AliasInline(ReadOnlyInline):
+    model = ModelAlias
+    fields = ["alias", "version", "updated_at"]
+
+
+class VersionInline(ReadOnlyInline):
+    model = ModelVersion
+    fields = ["version", "stage", "source", "run_id", "created_by", "created_at"]
+    show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).filter(deleted_at__isnull=True)
+
+
+class ServiceAdminMixin:
+    """Turns a refused service call into an admin error message instead of a 500."""
+
+    def run_service(self, request: HttpRequest, call: Any, **kwargs: Any) -> bool:
+        try:
+            call(actor=admin_actor(request), **kwargs)
+        except DomainError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)  # type: ignore[attr-defined]
+            return False
+        return True
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "last_version", "created_by", "updated_at", "history_link"]
+    search_fields = ["name"]
+    readonly_fields = ["last_version", "created_by", "created_at", "updated_at", "history_link"]
+    fields = ["name", "description", *readonly_fields]
+    inlines = [ModelTagInline, AliasInline, VersionInline]
+
+    @admin.display(description="History")
+    def history_link(self, obj: RegisteredModel) -> str:
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:registry_event_changelist") + f"?model_id__exact={obj.pk}"
+        return format_html('<a href="{}">events</a>', url)
+
+    def save_model(self, request: HttpRequest, obj: RegisteredModel, form: Any, change: bool) -> None:
+        actor = admin_actor(request)
+        if not change:
+            created = services.model_create(
+                name=obj.name, description=obj.description, actor=actor
+            )
+            obj.pk = created.pk
+            return
+        stored = RegisteredModel.objects.get(pk=obj.pk)
+        if obj.name != stored.name:
+            services.model_rename(model=stored, new_name=obj.name, actor=actor)
+        if obj.description != stored.description:
+            services.model_update(model=stored, description=obj.description, actor=actor)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """Inlines are read-only: nothing to save besides what save_model did."""
+
+    def delete_model(self, request: HttpRequest, obj: RegisteredModel) -> None:
+        services.model_delete(model=obj, actor=admin_actor(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for model in queryset:
+            services.model_delete(model=model, actor=admin_actor(request))
+
+
+class VersionForm(forms.ModelForm):
+    archive_existing_versions = forms.BooleanField(
+        required=False, help_text="When moving to Staging or Production, archive the others."
+    )
+
+    class Meta:
+        model = ModelVersion
+        fields = ["description", "stage"]
+
+
+class VersionTagInline(ReadOnlyInline):
+    model = ModelVersionTag
+    fields = ["key", "value"]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    form = VersionForm
+    list_display = ["model", "version", "stage", "aliases_list", "created_by", "created_at"]
+    list_filter = ["stage"]
+    search_fields = ["model__name", "run_id"]
+    list_select_related = ["model", "created_by"]
+    readonly_fields = [
+        "model",
+        "version",
+        "source",
+        "run_id",
+        "run_link",
+        "status",
+        "aliases_list",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
+    fields = ["description", "stage", "archive_existing_versions", *readonly_fields]
+    inlines = [VersionTagInline]
+    actions = ["archive_versions"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).filter(deleted_at__isnull=True).prefetch_related("aliases")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # versions come from pipelines (API or mlflow client), not by hand
+
+    @admin.display(description="Aliases")
+    def aliases_list(self, obj: ModelVersion) -> str:
+        return ", ".join(alias.alias for alias in obj.aliases.all()) or "-"
+
+    def save_model(self, request: HttpRequest, obj: ModelVersion, form: Any, change: bool) -> None:
+        actor = admin_actor(request)
+        stored = ModelVersion.objects.select_related("model").get(pk=obj.pk)
+        if obj.description != stored.description:
+            services.version_update(version=stored, description=obj.description, actor=actor)
+        if obj.stage != stored.stage:
+            services.version_transition(
+                version=stored,
+                stage=Stage(obj.stage),
+                archive_existing=form.cleaned_data.get("archive_existing_versions", False),
+                actor=actor,
+            )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """Inlines are read-only: nothing to save besides what save_model did."""
+
+    def delete_model(self, request: HttpRequest, obj: ModelVersion) -> None:
+        services.version_delete(version=obj, actor=admin_actor(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for version in queryset.select_related("model"):
+            services.version_delete(version=version, actor=admin_actor(request))
+
+    @admin.action(description="Archive the selected versions")
+    def archive_versions(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = sum(
+            self.run_service(
+                request, services.version_transition, version=version, stage=Stage.ARCHIVED
+            )
+            for version in queryset.select_related("model")
+        )
+        self.message_user(request, f"Archived {done} version(s).")
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """The history, read-only: events are written by services alone."""
+
+    list_display = ["seq", "created_at", "type", "actor_name", "source", "model_name", "version"]
+    list_filter = ["type", "source"]
+    search_fields = ["model_name", "actor_name", "request_id"]
+    date_hierarchy = "created_at"
+    ordering = ["-seq"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field.name for field in Event._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,37 @@
+from django.urls import path
+
+from registry.api import views
+
+urlpatterns = [
+    path("models/", views.ModelListCreateApi.as_view(), name="model-list"),
+    path("models/<str:name>/", views.ModelDetailApi.as_view(), name="model-detail"),
+    path("models/<str:name>/rename/", views.ModelRenameApi.as_view(), name="model-rename"),
+    path("models/<str:name>/tags/<str:key>/", views.ModelTagApi.as_view(), name="model-tag"),
+    path(
+        "models/<str:name>/versions/",
+        views.VersionListCreateApi.as_view(),
+        name="version-list",
+    ),
+    path(
+        "models/<str:name>/versions/<str:version>/",
+        views.VersionDetailApi.as_view(),
+        name="version-detail",
+    ),
+    path(
+        "models/<str:name>/versions/<str:version>/stage/",
+        views.VersionStageApi.as_view(),
+        name="version-stage",
+    ),
+    path(
+        "models/<str:name>/versions/<str:version>/tags/<str:key>/",
+        views.VersionTagApi.as_view(),
+        name="version-tag",
+    ),
+    path("models/<str:name>/aliases/", views.AliasListApi.as_view(), name="alias-list"),
+    path(
+        "models/<str:name>/aliases/<str:alias>/",
+        views.AliasDetailApi.as_view(),
+        name="alias-detail",
+    ),
+    path("events/", views.EventListApi.as_view(), name="event-list"),
+]

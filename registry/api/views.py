@@ -1,0 +1,279 @@
+"""The native registry API: thin views that parse, call one service or selector, and render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.actors import Actor
+from config.api import SeqCursorPagination, validated
+from registry import selectors, services
+from registry.api import serializers as s
+from registry.models import ModelVersion
+from registry.validation import parse_version_number
+
+MODEL_ORDERINGS = {"name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"}
+
+
+def _actor(request: Request) -> Actor:
+    return Actor.from_request(request)
+
+
+def _version(name: str, version: str) -> ModelVersion:
+    return selectors.version_get(
+        model=selectors.model_get(name=name), version=parse_version_number(version)
+    )
+
+
+class ModelListCreateApi(generics.ListAPIView):
+    serializer_class = s.ModelOutSerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("name", str, description="Substring of the name, any case."),
+            OpenApiParameter("tag", str, description="`key` or `key=value`."),
+            OpenApiParameter("ordering", str, enum=sorted(MODEL_ORDERINGS)),
+        ]
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        params = self.request.query_params
+        tag = None
+        if raw_tag := params.get("tag"):
+            key, sep, value = raw_tag.partition("=")
+            tag = (key, value if sep else None)
+        ordering = params.get("ordering", "name")
+        if ordering not in MODEL_ORDERINGS:
+            raise exceptions.ValidationError(
+                {"ordering": [f"Expected one of {', '.join(sorted(MODEL_ORDERINGS))}."]}
+            )
+        qs = selectors.model_list(name_contains=params.get("name", ""), tag=tag)
+        return qs.order_by(ordering, "pk")
+
+    @extend_schema(request=s.ModelCreateInSerializer, responses={201: s.ModelOutSerializer})
+    def post(self, request: Request) -> Response:
+        data = validated(s.ModelCreateInSerializer, request.data)
+        model = services.model_create(actor=_actor(request), **data)
+        model = selectors.model_get(name=model.name)
+        return Response(s.ModelOutSerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+class ModelDetailApi(APIView):
+    @extend_schema(responses=s.ModelOutSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        return Response(s.ModelOutSerializer(selectors.model_get(name=name)).data)
+
+    @extend_schema(request=s.ModelUpdateInSerializer, responses=s.ModelOutSerializer)
+    def patch(self, request: Request, name: str) -> Response:
+        data = validated(s.ModelUpdateInSerializer, request.data)
+        model = services.model_update(
+            model=selectors.model_get(name=name), actor=_actor(request), **data
+        )
+        return Response(s.ModelOutSerializer(selectors.model_get(name=model.name)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, name: str) -> Response:
+        services.model_delete(model=selectors.model_get(name=name), actor=_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ModelRenameApi(APIView):
+    @extend_schema(request=s.ModelRenameInSerializer, responses=s.ModelOutSerializer)
+    def post(self, request: Request, name: str) -> Response:
+        data = validated(s.ModelRenameInSerializer, request.data)
+        model = services.model_rename(
+            model=selectors.model_get(name=name), actor=_actor(request), **data
+        )
+        return Response(s.ModelOutSerializer(selectors.model_get(name=model.name)).data)
+
+
+class ModelTagApi(APIView):
+    @extend_schema(request=s.TagSetInSerializer, responses={204: None})
+    def put(self, request: Request, name: str, key: str) -> Response:
+        data = validated(s.TagSetInSerializer, request.data)
+        services.model_tag_set(
+            model=selectors.model_get(name=name), actor=_actor(request), key=key, **data
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, name: str, key: str) -> Response:
+        model = selectors.model_get(name=name)
+        if not services.model_tag_delete(model=model, actor=_actor(request), key=key):
+            raise exceptions.NotFound(f"Model '{name}' has no tag '{key}'.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VersionListCreateApi(generics.ListAPIView):
+    serializer_class = s.VersionOutSerializer
+
+    def get_queryset(self) -> Any:
+        return selectors.version_list(model=selectors.model_get(name=self.kwargs["name"]))
+
+    @extend_schema(request=s.VersionCreateInSerializer, responses={201: s.VersionOutSerializer})
+    def post(self, request: Request, name: str) -> Response:
+        data = validated(s.VersionCreateInSerializer, request.data)
+        model = selectors.model_get(name=name)
+        version = services.version_create(model=model, actor=_actor(request), **data)
+        version = selectors.version_get(model=model, version=version.version)
+        return Response(s.VersionOutSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class VersionDetailApi(APIView):
+    @extend_schema(responses=s.VersionOutSerializer)
+    def get(self, request: Request, name: str, version: str) -> Response:
+        return Response(s.VersionOutSerializer(_version(name, version)).data)
+
+    @extend_schema(request=s.VersionUpdateInSerializer, responses=s.VersionOutSerializer)
+    def patch(self, request: Request, name: str, version: str) -> Response:
+        data = validated(s.VersionUpdateInSerializer, request.data)
+        updated = services.version_update(
+            version=_version(name, version), actor=_actor(request), **data
+        )
+        return Response(s.VersionOutSerializer(_version(name, str(updated.version))).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, name: str, version: str) -> Response:
+        services.version_delete(version=_version(name, version), actor=_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VersionStageApi(APIView):
+    @extend_schema(request=s.VersionStageInSerializer, responses=s.VersionOutSerializer)
+    def post(self, request: Request, name: str, version: str) -> Response:
+        data = validated(s.VersionStageInSerializer, request.data)
+        moved = services.version_transition(
+            version=_version(name, version),
+            actor=_actor(request),
+            stage=data["stage"],
+            archive_existing=data["archive_existing_versions"],
+            comment=data["comment"],
+        )
+        return Response(s.VersionOutSerializer(_version(name, str(moved.version))).data)
+
+
+class VersionTagApi(APIView):
+    @extend_schema(request=s.TagSetInSerializer, responses={204: None})
+    def put(self, request: Request, name: str, version: str, key: str) -> Response:
+        data = validated(s.TagSetInSerializer, request.data)
+        services.version_tag_set(
+            version=_version(name, version), actor=_actor(request), key=key, **data
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, name: str, version: str, key: str) -> Response:
+        found = services.version_tag_delete(
+            version=_version(name, version), actor=_actor(request), key=key
+        )
+        if not found:
+            raise exceptions.NotFound(f"Version {version} of '{name}' has no tag '{key}'.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AliasListApi(generics.ListAPIView):
+    serializer_class = s.AliasOutSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> Any:
+        return selectors.alias_list(model=selectors.model_get(name=self.kwargs["name"]))
+
+
+def alias_etag(state: tuple[int, Any, Any]) -> str:
+    version_pk, version_updated, model_updated = state
+    return f'"{version_pk}-{version_updated.timestamp():.6f}-{model_updated.timestamp():.6f}"'
+
+
+class AliasDetailApi(APIView):
+    @extend_schema(
+        responses={200: s.VersionOutSerializer, 304: None},
+        parameters=[OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER)],
+        description="The version the alias points at, with an ETag; 304 when it matches.",
+    )
+    def get(self, request: Request, name: str, alias: str) -> HttpResponse:
+        state = selectors.alias_state(model_name=name, alias=alias)
+        if state is None:
+            model = selectors.model_get(name=name)  # 404 for an unknown model first
+            selectors.alias_get(model=model, alias=alias)  # raises NotFound
+        etag = alias_etag(state)
+        if etag in _if_none_match(request):
+            response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
+        else:
+            version = selectors.version_list().get(pk=state[0])
+            response = Response(s.VersionOutSerializer(version).data)
+        response["ETag"] = etag
+        response["Cache-Control"] = "no-cache"
+        return response
+
+    @extend_schema(request=s.AliasSetInSerializer, responses=s.AliasOutSerializer)
+    def put(self, request: Request, name: str, alias: str) -> Response:
+        data = validated(s.AliasSetInSerializer, request.data)
+        result = services.alias_set(
+            model=selectors.model_get(name=name), alias=alias, actor=_actor(request), **data
+        )
+        return Response(s.AliasOutSerializer(result).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, name: str, alias: str) -> Response:
+        model = selectors.model_get(name=name)
+        if not services.alias_delete(model=model, alias=alias, actor=_actor(request)):
+            raise exceptions.NotFound(f"Registered model alias {alias} not found on model {name}.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _if_none_match(request: Request) -> set[str]:
+    header = request.headers.get("If-None-Match", "")
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def _datetime_param(request: Request, name: str) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    value = parse_datetime(raw.replace(" ", "+"))
+    if value is None:
+        raise exceptions.ValidationError({name: [f"'{raw}' is not an ISO 8601 date-time."]})
+    if value.tzinfo is None:
+        raise exceptions.ValidationError({name: ["Give a time zone, e.g. 2026-03-03T00:00:00Z."]})
+    return value
+
+
+class EventListApi(generics.ListAPIView):
+    serializer_class = s.EventOutSerializer
+    pagination_class = SeqCursorPagination
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("model", str),
+            OpenApiParameter("version", int),
+            OpenApiParameter("type", str, many=True),
+            OpenApiParameter("actor", str),
+            OpenApiParameter("since", str, description="ISO 8601, inclusive."),
+            OpenApiParameter("until", str, description="ISO 8601, exclusive."),
+        ]
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        params = self.request.query_params
+        version = params.get("version")
+        types = [t for raw in params.getlist("type") for t in raw.split(",") if t]
+        return selectors.event_list(
+            model=params.get("model"),
+            version=parse_version_number(version) if version is not None else None,
+            types=types or None,
+            actor=params.get("actor"),
+            since=_datetime_param(self.request, "since"),
+            until=_datetime_param(self.request, "until"),
+        )
+

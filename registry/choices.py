@@ -1,0 +1,37 @@
+from django.db import models
+
+
+class Stage(models.TextChoices):
+    NONE = "None", "None"
+    STAGING = "Staging", "Staging"
+    PRODUCTION = "Production", "Production"
+    ARCHIVED = "Archived", "Archived"
+
+    @classmethod
+    def parse(cls, value: str) -> "Stage":
+        """The canonical stage for a case-insensitive name; ValueError when there is none."""
+        for stage in cls:
+            if stage.value.lower() == str(value).strip().lower():
+                return stage
+        raise ValueError(value)
+
+
+class VersionStatus(models.TextChoices):
+    READY = "READY", "Ready"
+
+
+class EventType(models.TextChoices):
+    MODEL_CREATED = "registered_model.created"
+    MODEL_UPDATED = "registered_model.updated"
+    MODEL_RENAMED = "registered_model.renamed"
+    MODEL_DELETED = "registered_model.deleted"
+    MODEL_TAG_SET = "registered_model_tag.set"
+    MODEL_TAG_DELETED = "registered_model_tag.deleted"
+    VERSION_CREATED = "model_version.created"
+    VERSION_UPDATED = "model_version.updated"
+    VERSION_DELETED = "model_version.deleted"
+    VERSION_STAGE_TRANSITIONED = "model_version.stage_transitioned"
+    VERSION_TAG_SET = "model_version_tag.set"
+    VERSION_TAG_DELETED = "model_version_tag.deleted"
+    ALIAS_SET = "model_version_alias.set"
+    ALIAS_DELETED = "model_version_alias.deleted"

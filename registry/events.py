@@ -1,0 +1,129 @@
+"""Recording events: snapshots of objects as plain dicts, and the hash-chained append."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC
+import json
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.actors import Actor
+from registry.publishing import event_publish_on_commit
+from registry.models import (
+    Event,
+    EventChainHead,
+    EventOutbox,
+    ModelVersion,
+    RegisteredModel,
+)
+
+GENESIS_HASH = "0" * 64
+
+
+def model_snapshot(model: RegisteredModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "description": model.description,
+        "tags": {tag.key: tag.value for tag in model.tags.all()},
+    }
+
+
+def version_snapshot(version: ModelVersion) -> dict[str, Any]:
+    return {
+        "name": version.model.name,
+        "version": version.version,
+        "stage": version.stage,
+        "source": version.source,
+        "run_id": version.run_id,
+        "run_link": version.run_link,
+        "description": version.description,
+        "status": version.status,
+        "tags": {tag.key: tag.value for tag in version.tags.all()},
+        "aliases": sorted(alias.alias for alias in version.aliases.all()),
+        "deleted": version.deleted_at is not None,
+    }
+
+
+def _timestamp(value: Any) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_canonical(event: Event) -> bytes:
+    """The bytes the hash covers: a sorted-key compact JSON of every recorded field.
+
+    Only plain JSON types go in (strings, integers, null, lists, dicts), so the form is the same
+    whichever database stored the row and whichever code version reads it.
+    """
+    body = {
+        "seq": event.seq,
+        "type": event.type,
+        "created_at": _timestamp(event.created_at),
+        "actor": {
+            "id": event.actor_id,
+            "name": event.actor_name,
+            "token": event.actor_token,
+            "source": event.source,
+            "client_ip": event.client_ip,
+        },
+        "request_id": event.request_id,
+        "model": {"id": event.model_id, "name": event.model_name},
+        "version": event.version,
+        "before": event.before,
+        "after": event.after,
+        "comment": event.comment,
+        "prev_hash": event.prev_hash,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_hash(event: Event) -> str:
+    return hashlib.sha256(event_canonical(event)).hexdigest()
+
+
+def event_record(
+    *,
+    type: str,
+    actor: Actor,
+    model: RegisteredModel | None = None,
+    model_name: str | None = None,
+    version: int | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    comment: str = "",
+) -> Event:
+    """Append one event to the chain; must run inside the transaction that made the change.
+
+    The chain head's row lock is taken last in every service (after the rows being changed), so
+    appends are serialised in commit order without lock-order inversions.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError("event_record must be called inside the change's transaction")
+    head = EventChainHead.objects.select_for_update().get(pk=1)
+    event = Event(
+        seq=head.seq + 1,
+        type=str(type),
+        created_at=timezone.now(),
+        actor_id=actor.user_id,
+        actor_name=actor.name,
+        actor_token=actor.token_prefix,
+        source=actor.source,
+        request_id=actor.request_id,
+        client_ip=actor.client_ip,
+        model_id=model.pk if model is not None else None,
+        model_name=model_name if model_name is not None else (model.name if model else ""),
+        version=version,
+        before=before,
+        after=after,
+        comment=comment,
+        prev_hash=head.hash,
+    )
+    event.hash = event_hash(event)
+    event.save(force_insert=True)
+    EventOutbox.objects.create(event=event, created_at=event.created_at)
+    EventChainHead.objects.filter(pk=1).update(seq=event.seq, hash=event.hash)
+    event_publish_on_commit(event.seq)
+    return event

@@ -1,0 +1,80 @@
+"""Writes on aliases: set (move, optionally compare-and-set) and delete."""
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.actors import Actor
+from config.errors import Conflict, NotFound
+from registry.choices import EventType
+from registry.events import event_record
+from registry.models import ModelAlias, ModelVersion, RegisteredModel
+from registry.services.models import model_lock
+from registry.validation import validate_alias
+
+
+@transaction.atomic
+def alias_set(
+    *,
+    model: RegisteredModel,
+    alias: str,
+    version: int,
+    actor: Actor,
+    expected_version: int | None = None,
+) -> ModelAlias:
+    """Point `alias` at a version of the model, creating or moving it.
+
+    With `expected_version`, the move happens only if the alias points at that version now;
+    otherwise Conflict. Writers of one model queue on its row lock, so the last to commit wins
+    and nobody sees an error from a concurrent move.
+    """
+    alias = validate_alias(alias)
+    model = model_lock(model)
+    target = ModelVersion.objects.live().filter(model=model, version=version).first()
+    if target is None:
+        raise NotFound(f"Model Version (name={model.name}, version={version}) not found")
+    current = ModelAlias.objects.select_related("version").filter(model=model, alias=alias).first()
+    current_version = current.version.version if current else None
+    if expected_version is not None and current_version != expected_version:
+        where = f"version {current_version}" if current_version else "no version"
+        raise Conflict(
+            f"Alias '{alias}' of model '{model.name}' points at {where}, "
+            f"not version {expected_version}; nothing was changed.",
+            fields={"expected_version": [f"The alias points at {where}."]},
+        )
+    now = timezone.now()
+    if current is None:
+        current = ModelAlias.objects.create(model=model, alias=alias, version=target, updated_at=now)
+    else:
+        current.version = target
+        current.updated_at = now
+        current.save(update_fields=["version", "updated_at"])
+    RegisteredModel.objects.filter(pk=model.pk).update(updated_at=now)
+    event_record(
+        type=EventType.ALIAS_SET,
+        actor=actor,
+        model=model,
+        version=target.version,
+        before={"alias": alias, "version": current_version} if current_version else None,
+        after={"alias": alias, "version": target.version},
+    )
+    return current
+
+
+@transaction.atomic
+def alias_delete(*, model: RegisteredModel, alias: str, actor: Actor) -> bool:
+    """Remove an alias; returns False (and records nothing) when it did not exist."""
+    model = model_lock(model)
+    current = ModelAlias.objects.select_related("version").filter(model=model, alias=alias).first()
+    if current is None:
+        return False
+    version = current.version.version
+    current.delete()
+    RegisteredModel.objects.filter(pk=model.pk).update(updated_at=timezone.now())
+    event_record(
+        type=EventType.ALIAS_DELETED,
+        actor=actor,
+        model=model,
+        version=version,
+        before={"alias": alias, "version": version},
+    )
+    return True

@@ -1,0 +1,245 @@
+"""Writes on model versions: creation, edits, stage transitions, soft deletion, tags."""
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.actors import Actor
+from config.errors import InvalidParameter, NotFound
+from registry.choices import EventType, Stage
+from registry.events import event_record, version_snapshot
+from registry.models import ModelAlias, ModelVersion, ModelVersionTag, RegisteredModel
+from registry.services.models import model_lock
+from registry.validation import validate_run_id, validate_source, validate_tag, validate_tags
+
+ARCHIVING_TARGETS = (Stage.STAGING, Stage.PRODUCTION)
+
+
+def version_lock(version: ModelVersion) -> ModelVersion:
+    """Re-read a live version under its row lock (after its model's); NotFound if deleted."""
+    locked = (
+        ModelVersion.objects.select_for_update(of=("self",))
+        .select_related("model")
+        .filter(pk=version.pk, deleted_at__isnull=True)
+        .first()
+    )
+    if locked is None:
+        raise NotFound(
+            f"Model Version (name={version.model.name}, version={version.version}) not found"
+        )
+    return locked
+
+
+@transaction.atomic
+def version_create(
+    *,
+    model: RegisteredModel,
+    actor: Actor,
+    source: str,
+    run_id: str | None = "",
+    run_link: str | None = "",
+    description: str | None = "",
+    tags: object = None,
+    mlflow_model_id: str | None = "",
+    params: list[dict[str, Any]] | None = None,
+    metrics: list[dict[str, Any]] | None = None,
+) -> ModelVersion:
+    """Add the next numbered version to a model; numbers are never reused."""
+    source = validate_source(source)
+    run_id = validate_run_id(run_id)
+    tag_values = validate_tags(tags)
+    model = model_lock(model)
+    model.last_version += 1
+    now = timezone.now()
+    model.updated_at = now
+    model.save(update_fields=["last_version", "updated_at"])
+    version = ModelVersion.objects.create(
+        model=model,
+        version=model.last_version,
+        source=source,
+        run_id=run_id,
+        run_link=run_link or "",
+        description=description or "",
+        mlflow_model_id=mlflow_model_id or "",
+        params=params or [],
+        metrics=metrics or [],
+        created_by=actor.user,
+        created_at=now,
+        updated_at=now,
+    )
+    ModelVersionTag.objects.bulk_create(
+        ModelVersionTag(version=version, key=key, value=value) for key, value in tag_values.items()
+    )
+    event_record(
+        type=EventType.VERSION_CREATED,
+        actor=actor,
+        model=model,
+        version=version.version,
+        after=version_snapshot(version),
+    )
+    return version
+
+
+def _touch(version: ModelVersion, now: Any = None) -> None:
+    """Bump the version's and its model's update time (the alias ETag follows it)."""
+    now = now or timezone.now()
+    version.updated_at = now
+    version.save(update_fields=["updated_at"])
+    RegisteredModel.objects.filter(pk=version.model_id).update(updated_at=now)
+
+
+@transaction.atomic
+def version_update(*, version: ModelVersion, actor: Actor, description: str) -> ModelVersion:
+    """Change a version's description."""
+    model_lock(version.model)
+    version = version_lock(version)
+    before = version_snapshot(version)
+    version.description = description or ""
+    version.save(update_fields=["description"])
+    _touch(version)
+    event_record(
+        type=EventType.VERSION_UPDATED,
+        actor=actor,
+        model=version.model,
+        version=version.version,
+        before=before,
+        after=version_snapshot(version),
+    )
+    return version
+
+
+@transaction.atomic
+def version_transition(
+    *,
+    version: ModelVersion,
+    stage: Stage,
+    actor: Actor,
+    archive_existing: bool = False,
+    comment: str = "",
+) -> ModelVersion:
+    """Move a version to `stage`, optionally archiving the versions already there.
+
+    Everything happens in one transaction, so a reader never sees two versions in the target
+    stage, nor none, partway through.
+    """
+    stage = Stage(stage)
+    if archive_existing and stage not in ARCHIVING_TARGETS:
+        raise InvalidParameter(
+            f"archive_existing_versions is only allowed when moving to Staging or Production, "
+            f"not to {stage.value}.",
+            fields={"archive_existing_versions": ["Only for Staging or Production."]},
+        )
+    model_lock(version.model)
+    version = version_lock(version)
+    now = timezone.now()
+    if archive_existing:
+        others = (
+            ModelVersion.objects.live()
+            .select_for_update(of=("self",))
+            .select_related("model")
+            .filter(model_id=version.model_id, stage=stage)
+            .exclude(pk=version.pk)
+            .order_by("version")
+        )
+        for other in others:
+            other_before = version_snapshot(other)
+            other.stage = Stage.ARCHIVED
+            other.save(update_fields=["stage"])
+            _touch(other, now)
+            event_record(
+                type=EventType.VERSION_STAGE_TRANSITIONED,
+                actor=actor,
+                model=other.model,
+                version=other.version,
+                before=other_before,
+                after=version_snapshot(other),
+                comment=f"Archived because version {version.version} moved to {stage.value}.",
+            )
+    before = version_snapshot(version)
+    version.stage = stage
+    version.save(update_fields=["stage"])
+    _touch(version, now)
+    event_record(
+        type=EventType.VERSION_STAGE_TRANSITIONED,
+        actor=actor,
+        model=version.model,
+        version=version.version,
+        before=before,
+        after=version_snapshot(version),
+        comment=comment,
+    )
+    return version
+
+
+@transaction.atomic
+def version_delete(*, version: ModelVersion, actor: Actor) -> None:
+    """Soft-delete a version: it disappears from reads, its aliases go, its number stays used."""
+    model_lock(version.model)
+    version = version_lock(version)
+    before = version_snapshot(version)
+    for alias in ModelAlias.objects.filter(version=version).order_by("alias"):
+        event_record(
+            type=EventType.ALIAS_DELETED,
+            actor=actor,
+            model=version.model,
+            version=version.version,
+            before={"alias": alias.alias, "version": version.version},
+            comment=f"Removed with version {version.version}.",
+        )
+        alias.delete()
+    now = timezone.now()
+    version.deleted_at = now
+    version.save(update_fields=["deleted_at"])
+    _touch(version, now)
+    event_record(
+        type=EventType.VERSION_DELETED,
+        actor=actor,
+        model=version.model,
+        version=version.version,
+        before=before,
+    )
+
+
+@transaction.atomic
+def version_tag_set(
+    *, version: ModelVersion, actor: Actor, key: str, value: str
+) -> ModelVersionTag:
+    """Set (add or overwrite) one tag of a version."""
+    key, value = validate_tag(key, value)
+    model_lock(version.model)
+    version = version_lock(version)
+    old = version.tags.filter(key=key).first()
+    tag, _ = ModelVersionTag.objects.update_or_create(
+        version=version, key=key, defaults={"value": value}
+    )
+    _touch(version)
+    event_record(
+        type=EventType.VERSION_TAG_SET,
+        actor=actor,
+        model=version.model,
+        version=version.version,
+        before={"key": key, "value": old.value} if old else None,
+        after={"key": key, "value": value},
+    )
+    return tag
+
+
+@transaction.atomic
+def version_tag_delete(*, version: ModelVersion, actor: Actor, key: str) -> bool:
+    """Remove one tag of a version; returns False (and records nothing) when it was not there."""
+    model_lock(version.model)
+    version = version_lock(version)
+    tag = version.tags.filter(key=key).first()
+    if tag is None:
+        return False
+    tag.delete()
+    _touch(version)
+    event_record(
+        type=EventType.VERSION_TAG_DELETED,
+        actor=actor,
+        model=version.model,
+        version=version.version,
+        before={"key": key, "value": tag.value},
+    )
+    return True
