@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
 
 class Source:
@@ -21,7 +21,7 @@ class Source:
 class Actor:
     """The user (or the system) behind a change, and where the change came from."""
 
-    user: AbstractBaseUser | None
+    user: User | None
     source: str = Source.SHELL
     token_prefix: str = ""
     request_id: str = ""
@@ -43,7 +43,7 @@ class Actor:
 
     @classmethod
     def from_request(cls, request: Any, source: str = Source.API) -> Actor:
-        user: AbstractBaseUser | AnonymousUser | None = getattr(request, "user", None)
+        user: User | AnonymousUser | None = getattr(request, "user", None)
         auth = getattr(request, "auth", None)
         return cls(
             user=user if user is not None and user.is_authenticated else None,  # type: ignore[arg-type]

@@ -72,9 +72,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     # A bug, not a client mistake: log it with its traceback and answer in the API's shape.
     request = context.get("request")
-    logger.error(
-        "unhandled error in %s", getattr(request, "path", "?"), exc_info=exc
-    )
+    logger.error("unhandled error in %s", getattr(request, "path", "?"), exc_info=exc)
     return error_response(500, "internal_error", "Internal server error; it has been logged.")
 
 
@@ -107,9 +105,7 @@ def _page_size(request: Any, default: int, param: str = "page_size") -> int:
     try:
         size = int(raw)
     except ValueError:
-        raise exceptions.ValidationError(
-            {param: [f"'{raw}' is not a whole number."]}
-        ) from None
+        raise exceptions.ValidationError({param: [f"'{raw}' is not a whole number."]}) from None
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise exceptions.ValidationError({param: [f"Must be between 1 and {MAX_PAGE_SIZE}."]})
     return size

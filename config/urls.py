@@ -19,7 +19,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # Admin and API-docs assets, collected at start-up. They are few and small; a proxy or CDN
     # in front may cache them (they are served with Last-Modified and honour If-Modified-Since).
-    re_path(
-        r"^static/(?P<path>.*)$", static_serve, {"document_root": settings.STATIC_ROOT}
-    ),
+    re_path(r"^static/(?P<path>.*)$", static_serve, {"document_root": settings.STATIC_ROOT}),
 ]

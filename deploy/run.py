@@ -31,7 +31,9 @@ def main() -> int:
     pool = os.environ.get("MODELGATE_WORKER_POOL", "threads")
     concurrency = os.environ.get("MODELGATE_WORKER_CONCURRENCY", "4")
     commands = {
-        "web": [PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "config.asgi:application"],
+        "web": [
+            PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "config.asgi:application",
+        ],
         "worker": [
             PYTHON, "-m", "celery", "-A", "config", "worker",
             f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO",

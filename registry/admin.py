@@ -87,12 +87,12 @@ class RegisteredModelAdmin(ServiceAdminMixin, admin.ModelAdmin):
         url = reverse("admin:registry_event_changelist") + f"?model_id__exact={obj.pk}"
         return format_html('<a href="{}">events</a>', url)
 
-    def save_model(self, request: HttpRequest, obj: RegisteredModel, form: Any, change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: RegisteredModel, form: Any, change: bool
+    ) -> None:
         actor = admin_actor(request)
         if not change:
-            created = services.model_create(
-                name=obj.name, description=obj.description, actor=actor
-            )
+            created = services.model_create(name=obj.name, description=obj.description, actor=actor)
             obj.pk = created.pk
             return
         stored = RegisteredModel.objects.get(pk=obj.pk)
@@ -151,7 +151,12 @@ class ModelVersionAdmin(ServiceAdminMixin, admin.ModelAdmin):
     actions = ["archive_versions"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).filter(deleted_at__isnull=True).prefetch_related("aliases")
+        return (
+            super()
+            .get_queryset(request)
+            .filter(deleted_at__isnull=True)
+            .prefetch_related("aliases")
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # versions come from pipelines (API or mlflow client), not by hand

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC
 import json
+from datetime import UTC
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.actors import Actor
-from registry.publishing import event_publish_on_commit
 from registry.models import (
     Event,
     EventChainHead,
@@ -19,6 +18,7 @@ from registry.models import (
     ModelVersion,
     RegisteredModel,
 )
+from registry.publishing import event_publish_on_commit
 
 GENESIS_HASH = "0" * 64
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+
 from django.db.models import Prefetch, QuerySet
 
 from config.errors import NotFound
@@ -116,4 +117,3 @@ def event_list(
     if until is not None:
         qs = qs.filter(created_at__lt=until)
     return qs.order_by("seq")
-

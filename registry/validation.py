@@ -37,7 +37,9 @@ def validate_tag(key: object, value: object) -> tuple[str, str]:
     if not isinstance(key, str) or not key:
         raise _fail("key", "Tag key must be a non-empty string.")
     if len(key) > TAG_KEY_MAX_LENGTH:
-        raise _fail("key", f"Tag key '{key[:40]}…' exceeds the {TAG_KEY_MAX_LENGTH}-character limit.")
+        raise _fail(
+            "key", f"Tag key '{key[:40]}…' exceeds the {TAG_KEY_MAX_LENGTH}-character limit."
+        )
     if not _TAG_KEY_RE.match(key):
         raise _fail(
             "key",

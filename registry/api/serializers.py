@@ -5,7 +5,6 @@ from rest_framework import serializers
 from config.api import InputSerializer
 from registry.choices import Stage
 from registry.models import (
-    ALIAS_MAX_LENGTH,
     NAME_MAX_LENGTH,
     TAG_VALUE_MAX_LENGTH,
     Event,
@@ -36,7 +35,9 @@ class ModelAliasRefSerializer(serializers.Serializer):
 class ModelOutSerializer(serializers.ModelSerializer):
     tags = TagsField(read_only=True)
     aliases = ModelAliasRefSerializer(many=True, read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = RegisteredModel
@@ -56,8 +57,12 @@ class ModelOutSerializer(serializers.ModelSerializer):
 class VersionOutSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name", read_only=True)
     tags = TagsField(read_only=True)
-    aliases = serializers.SlugRelatedField(slug_field="alias", many=True, read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    aliases: serializers.Field = serializers.SlugRelatedField(
+        slug_field="alias", many=True, read_only=True
+    )
+    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = ModelVersion
@@ -134,7 +139,7 @@ class ModelRenameInSerializer(InputSerializer):
 
 
 class VersionCreateInSerializer(InputSerializer):
-    source = serializers.CharField(trim_whitespace=False)
+    source = serializers.CharField(trim_whitespace=False)  # type: ignore[assignment]
     run_id = serializers.CharField(required=False, allow_blank=True, default="")
     run_link = serializers.CharField(required=False, allow_blank=True, default="")
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -159,7 +164,9 @@ class VersionStageInSerializer(InputSerializer):
 
 
 class TagSetInSerializer(InputSerializer):
-    value = serializers.CharField(allow_blank=True, max_length=TAG_VALUE_MAX_LENGTH, trim_whitespace=False)
+    value = serializers.CharField(
+        allow_blank=True, max_length=TAG_VALUE_MAX_LENGTH, trim_whitespace=False
+    )
 
 
 class AliasSetInSerializer(InputSerializer):
@@ -167,5 +174,3 @@ class AliasSetInSerializer(InputSerializer):
     expected_version = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=1, max_value=2**31 - 1
     )
-
-

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.actors import Actor
 from config.api import SeqCursorPagination, validated
+from config.errors import NotFound
 from registry import selectors, services
 from registry.api import serializers as s
 from registry.models import ModelVersion
@@ -202,8 +203,8 @@ class AliasDetailApi(APIView):
     def get(self, request: Request, name: str, alias: str) -> HttpResponse:
         state = selectors.alias_state(model_name=name, alias=alias)
         if state is None:
-            model = selectors.model_get(name=name)  # 404 for an unknown model first
-            selectors.alias_get(model=model, alias=alias)  # raises NotFound
+            selectors.model_get(name=name)  # an unknown model is named as such
+            raise NotFound(f"Registered model alias {alias} not found on model {name}.")
         etag = alias_etag(state)
         if etag in _if_none_match(request):
             response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
@@ -276,4 +277,3 @@ class EventListApi(generics.ListAPIView):
             since=_datetime_param(self.request, "since"),
             until=_datetime_param(self.request, "until"),
         )
-

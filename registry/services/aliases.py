@@ -43,7 +43,9 @@ def alias_set(
         )
     now = timezone.now()
     if current is None:
-        current = ModelAlias.objects.create(model=model, alias=alias, version=target, updated_at=now)
+        current = ModelAlias.objects.create(
+            model=model, alias=alias, version=target, updated_at=now
+        )
     else:
         current.version = target
         current.updated_at = now

@@ -17,11 +17,14 @@ def model_lock(model: RegisteredModel) -> RegisteredModel:
     Locking the model row first, then versions, then the event chain head, is the one lock order
     of the registry, so concurrent writers queue instead of deadlocking.
     """
-    return RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    return RegisteredModel.objects.select_for_update().get(id=model.id)
 
 
 def _name_taken(name: str, *, exclude_pk: int | None = None) -> bool:
-    return RegisteredModel.objects.filter(name=name).exclude(pk=exclude_pk).exists()
+    taken = RegisteredModel.objects.filter(name=name)
+    if exclude_pk is not None:
+        taken = taken.exclude(pk=exclude_pk)
+    return taken.exists()
 
 
 @transaction.atomic
