@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
@@ -38,6 +38,16 @@ def error_response(
     if fields:
         body["fields"] = fields
     return Response(body, status=status)
+
+
+def error_json(
+    status: int, code: str, message: str, fields: dict[str, Any] | None = None
+) -> JsonResponse:
+    """The same error shape for plain Django views (the async poll path)."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return JsonResponse(body, status=status)
 
 
 def _first_message(detail: Any) -> str:

@@ -7,7 +7,7 @@ import json
 from datetime import UTC
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.actors import Actor
@@ -24,11 +24,17 @@ GENESIS_HASH = "0" * 64
 
 
 def model_snapshot(model: RegisteredModel) -> dict[str, Any]:
-    return {
+    snapshot: dict[str, Any] = {
         "name": model.name,
         "description": model.description,
         "tags": {tag.key: tag.value for tag in model.tags.all()},
     }
+    # MLflow 3 deployment-job link: only when set, so snapshots of other models keep their shape.
+    if model.deployment_job_id:
+        snapshot["deployment_job_id"] = model.deployment_job_id
+    if model.deployment_job_state:
+        snapshot["deployment_job_state"] = model.deployment_job_state
+    return snapshot
 
 
 def version_snapshot(version: ModelVersion) -> dict[str, Any]:
@@ -83,6 +89,34 @@ def event_hash(event: Event) -> str:
     return hashlib.sha256(event_canonical(event)).hexdigest()
 
 
+def _chain_head_locked() -> EventChainHead:
+    """The chain head under its row lock, recreated from the last event if the row is missing.
+
+    A migration creates the row; it can only be missing after a table flush (transactional
+    tests) or a manual deletion, and the chain then continues from the last event.
+    """
+    head = EventChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is not None:
+        return head
+    last = Event.objects.order_by("-seq").first()
+    try:
+        with transaction.atomic():
+            EventChainHead.objects.create(
+                pk=1,
+                seq=last.seq if last else 0,
+                hash=last.hash if last else GENESIS_HASH,
+            )
+    except IntegrityError:
+        pass  # another writer recreated it first
+    return EventChainHead.objects.select_for_update().get(pk=1)
+
+
+def chain_head_seq() -> int:
+    """The last committed sequence number (0 for an empty log)."""
+    seq = EventChainHead.objects.filter(pk=1).values_list("seq", flat=True).first()
+    return seq or 0
+
+
 def event_record(
     *,
     type: str,
@@ -102,7 +136,7 @@ def event_record(
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("event_record must be called inside the change's transaction")
-    head = EventChainHead.objects.select_for_update().get(pk=1)
+    head = _chain_head_locked()
     event = Event(
         seq=head.seq + 1,
         type=str(type),

@@ -30,7 +30,7 @@ urlpatterns = [
     path("models/<str:name>/aliases/", views.AliasListApi.as_view(), name="alias-list"),
     path(
         "models/<str:name>/aliases/<str:alias>/",
-        views.AliasDetailApi.as_view(),
+        views.alias_detail,
         name="alias-detail",
     ),
     path("events/", views.EventListApi.as_view(), name="event-list"),
