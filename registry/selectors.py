@@ -76,8 +76,8 @@ def alias_get(*, model: RegisteredModel, alias: str) -> ModelAlias:
     return found
 
 
-def alias_state(*, model_name: str, alias: str) -> tuple[int, datetime, datetime] | None:
-    """(version pk, version update time, model update time) behind an alias, in one query.
+def alias_state(*, model_name: str, alias: str) -> tuple[int, datetime, datetime, int] | None:
+    """(version pk, version update time, model update time, model id) of an alias, in one query.
 
     Together they change whenever the alias's answer would: the alias moves (another version),
     the version changes (its update time), or the model is renamed or its aliases change (the
@@ -87,7 +87,7 @@ def alias_state(*, model_name: str, alias: str) -> tuple[int, datetime, datetime
         ModelVersion.objects.filter(
             aliases__model__name=model_name, aliases__alias=alias, deleted_at__isnull=True
         )
-        .values_list("pk", "updated_at", "model__updated_at")
+        .values_list("pk", "updated_at", "model__updated_at", "model_id")
         .first()
     )
 
