@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
 
+    from accounts.models import ApiToken
+
 
 class Source:
     API = "api"
@@ -24,6 +26,7 @@ class Actor:
     user: User | None
     source: str = Source.SHELL
     token_prefix: str = ""
+    token: ApiToken | None = None
     request_id: str = ""
     client_ip: str = ""
 
@@ -44,11 +47,14 @@ class Actor:
     @classmethod
     def from_request(cls, request: Any, source: str = Source.API) -> Actor:
         user: User | AnonymousUser | None = getattr(request, "user", None)
+        from accounts.models import ApiToken
+
         auth = getattr(request, "auth", None)
         return cls(
             user=user if user is not None and user.is_authenticated else None,  # type: ignore[arg-type]
             source=source,
-            token_prefix=getattr(auth, "prefix", "") or "",
+            token_prefix=auth.prefix if isinstance(auth, ApiToken) else "",
+            token=auth if isinstance(auth, ApiToken) else None,
             request_id=getattr(request, "request_id", ""),
             client_ip=request.META.get("REMOTE_ADDR", ""),
         )

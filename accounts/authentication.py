@@ -1,9 +1,14 @@
-"""HTTP Basic authentication that does not pay for password hashing on every request.
+"""Authentication the way the mlflow client and bots send it.
 
-The mlflow client sends Basic credentials with every call. Django's password hashers are slow by
-design (hundreds of milliseconds), so a successful check is remembered in this process for a
-short while, keyed by a keyed hash of the credentials and bound to the user's current password
-hash: changing the password, deactivating the user or waiting out the TTL invalidates it.
+- `Authorization: Bearer <token>` (what MLFLOW_TRACKING_TOKEN sends);
+- HTTP Basic with a username and either an API token or the password
+  (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD).
+
+Django's password hashers are slow by design (hundreds of milliseconds), so a successful password
+check is remembered in this process for a short while, keyed by a keyed hash of the credentials
+and bound to the user's current password hash: changing the password, deactivating the user or
+waiting out the TTL invalidates it. Failed attempts are counted per client address and, past a
+limit, refused with 429 before any check.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from rest_framework import exceptions
-from rest_framework.authentication import BasicAuthentication
+from rest_framework.authentication import BaseAuthentication, BasicAuthentication
+
+from accounts.models import ApiToken
+from accounts.throttling import WINDOW_SECONDS, auth_failure_note, auth_failures_exceeded
+from accounts.tokens import TokenError, looks_like_token, token_check
 
 CACHE_TTL_SECONDS = 300
 CACHE_MAX_ENTRIES = 10_000
@@ -64,12 +73,59 @@ class _VerifiedCredentials:
 verified_credentials = _VerifiedCredentials()
 
 
+def _client_address(request: Any) -> str:
+    return request.META.get("REMOTE_ADDR", "") if request is not None else ""
+
+
+def _refuse(request: Any, message: str) -> exceptions.AuthenticationFailed:
+    auth_failure_note(_client_address(request))
+    return exceptions.AuthenticationFailed(message)
+
+
+def _throttle(request: Any) -> None:
+    if auth_failures_exceeded(_client_address(request)):
+        raise exceptions.Throttled(
+            wait=WINDOW_SECONDS, detail="Too many failed authentication attempts; try later."
+        )
+
+
+def _token_user(request: Any, secret: str, username: str | None = None) -> tuple[Any, ApiToken]:
+    _throttle(request)
+    try:
+        token = token_check(secret)
+    except TokenError as exc:
+        raise _refuse(request, str(exc)) from None
+    if username is not None and token.user.get_username() != username:
+        raise _refuse(request, "Invalid API token.")
+    return token.user, token
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    """`Authorization: Bearer mg_…`."""
+
+    def authenticate(self, request: Any) -> tuple[Any, ApiToken] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        secret = secret.strip()
+        if not secret:
+            raise _refuse(request, "Empty bearer token.")
+        return _token_user(request, secret)
+
+    def authenticate_header(self, request: Any) -> str:
+        return 'Bearer realm="modelgate"'
+
+
 class CachedBasicAuthentication(BasicAuthentication):
-    """Basic auth with a username and password, verified once per TTL per process."""
+    """Basic auth with a username and an API token or the password."""
 
     def authenticate_credentials(
         self, userid: str, password: str, request: Any = None
-    ) -> tuple[Any, None]:
+    ) -> tuple[Any, Any]:
+        if looks_like_token(password):
+            return _token_user(request, password, username=userid)
+        _throttle(request)
         user_model = get_user_model()
         key = verified_credentials.digest(userid, password)
         user = user_model._default_manager.filter(
@@ -79,6 +135,6 @@ class CachedBasicAuthentication(BasicAuthentication):
             return user, None
         user = authenticate(request=request, username=userid, password=password)
         if user is None or not user.is_active:
-            raise exceptions.AuthenticationFailed("Invalid username or password.")
+            raise _refuse(request, "Invalid username or password.")
         verified_credentials.remember(key, user.password)
         return user, None

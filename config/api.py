@@ -16,6 +16,8 @@ from config.errors import DomainError
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
+# Both ways a client may authenticate: a bearer API token, or Basic (password or token).
+WWW_AUTHENTICATE = 'Bearer realm="modelgate", Basic realm="modelgate"'
 
 _DRF_CODES = {
     exceptions.ParseError: "malformed_request",
@@ -76,7 +78,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             fields = {"non_field_errors": fields}
         response = error_response(exc.status_code, code, _first_message(exc.detail), fields)
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-            response["WWW-Authenticate"] = 'Basic realm="modelgate"'
+            response["WWW-Authenticate"] = WWW_AUTHENTICATE
         if getattr(exc, "wait", None):
             response["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
         return response

@@ -5,6 +5,7 @@ filesystem, so `make run` needs no server. DATABASE_URL and REDIS_URL switch to 
 Redis.
 """
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,7 @@ LOGIN_URL = "admin:login"
 
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.BearerTokenAuthentication",
         "accounts.authentication.CachedBasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -194,8 +196,22 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Cache (failed-login counters, rate limits) ----------------------------------------------
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- Modelgate ------------------------------------------------------------------------------
 MODELGATE_EVENT_CONSUMERS = env_list("MODELGATE_EVENT_CONSUMERS")
+# Key of the HMAC that API tokens are stored under; derived from SECRET_KEY unless set.
+MODELGATE_TOKEN_PEPPER = (
+    os.environ.get("MODELGATE_TOKEN_PEPPER")
+    or hashlib.sha256(f"modelgate-token-pepper:{SECRET_KEY}".encode()).hexdigest()
+)
+MODELGATE_AUTH_FAILURES_PER_MINUTE = int(os.environ.get("MODELGATE_AUTH_FAILURES_PER_MINUTE", "30"))
 # Events whose publishing has not finished after this long are picked up by the sweeper.
 MODELGATE_EVENT_REPUBLISH_AFTER_SECONDS = 30
 MODELGATE_MAX_PAGE_SIZE = 1000

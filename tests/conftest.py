@@ -27,7 +27,25 @@ def _celery_eager():
     """Tasks run in-process during tests; tests of real workers start their own."""
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = True
-    yield
+    return
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Production hashers cost ~0.3 s a password by design; tests need not pay that."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Failed-login counters and other cached state never leak from one test into another."""
+    from django.core.cache import cache
+
+    from accounts.authentication import verified_credentials
+
+    cache.clear()
+    verified_credentials.clear()
+    return
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
-from config.api import error_json
+from config.api import WWW_AUTHENTICATE, error_json
 from config.errors import DomainError, InvalidParameter, NotFound
 from registry import selectors
 from registry.api.serializers import VersionOutSerializer
@@ -149,7 +149,7 @@ async def guarded(
     except exceptions.APIException as exc:
         response = error_json(exc.status_code, _DRF_CODES.get(type(exc), "error"), str(exc.detail))
         if exc.status_code == 401:
-            response["WWW-Authenticate"] = 'Basic realm="modelgate"'
+            response["WWW-Authenticate"] = WWW_AUTHENTICATE
         return response
 
 
