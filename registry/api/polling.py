@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
@@ -106,6 +107,11 @@ def _read_in_thread(request: HttpRequest | None, **kwargs: object) -> AliasAnswe
     return alias_read(**kwargs)  # type: ignore[arg-type]
 
 
+def _release_connection() -> None:
+    if not connection.in_atomic_block:  # never inside a test's wrapping transaction
+        connection.close()
+
+
 def if_none_match(request: HttpRequest) -> set[str]:
     header = request.headers.get("If-None-Match", "")
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
@@ -167,13 +173,18 @@ async def alias_poll(request: HttpRequest, name: str, alias: str) -> HttpRespons
     answer = await read(request, name=name, alias=alias, known_etags=known)
     if answer.body is not None or wait == 0:
         return render(answer)
+    # Hand the database connection back (to the pool on PostgreSQL) before waiting: hundreds of
+    # waiting bots must not hold hundreds of connections.
+    await sync_to_async(_release_connection)()
     waiter = watcher.register(answer.model_id)
     try:
         # Re-read after registering: a move committed before registration is seen here, one
         # committed after it wakes the waiter.
         answer = await read(None, name=name, alias=alias, known_etags=known)
-        if answer.body is None and await watcher.wait(waiter, wait):
-            answer = await read(None, name=name, alias=alias, known_etags=known)
+        if answer.body is None:
+            await sync_to_async(_release_connection)()
+            if await watcher.wait(waiter, wait):
+                answer = await read(None, name=name, alias=alias, known_etags=known)
     finally:
         watcher.unregister(answer.model_id, waiter)
     return render(answer)
