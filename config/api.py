@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DataError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination, PageNumberPagination
@@ -71,6 +72,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return error_response(404, "not_found", str(exc) or "Not found.")
     if isinstance(exc, DjangoPermissionDenied):
         return error_response(403, "permission_denied", str(exc) or "Permission denied.")
+    if isinstance(exc, DataError):
+        # The database refused a value the checks let through (on PostgreSQL: a NUL byte in a
+        # name or filter). A client mistake; any transaction around it has been rolled back.
+        reason = str(exc).splitlines()[0] if str(exc) else "refused by the database"
+        return error_response(400, "invalid", f"Invalid value: {reason}.")
     if isinstance(exc, exceptions.APIException):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
         fields = exc.detail if isinstance(exc, exceptions.ValidationError) else None

@@ -23,6 +23,8 @@ from registry.models import (
     RegisteredModel,
     RegisteredModelTag,
 )
+from registry.services.versions import ARCHIVING_TARGETS
+from registry.validation import validate_model_name
 
 
 def admin_actor(request: HttpRequest) -> Actor:
@@ -63,6 +65,13 @@ class VersionInline(ReadOnlyInline):
 class ServiceAdminMixin:
     """Turns a refused service call into an admin error message instead of a 500."""
 
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> list[dict]:
+        # The inlines are read-only and never saved (see save_related), so they have nothing to
+        # report; Django's default would read `new_objects`, which only a saved formset has.
+        return super().construct_change_message(request, form, [], add)  # type: ignore[misc]
+
     def run_service(self, request: HttpRequest, call: Any, **kwargs: Any) -> bool:
         try:
             call(actor=admin_actor(request), **kwargs)
@@ -72,8 +81,22 @@ class ServiceAdminMixin:
         return True
 
 
+class RegisteredModelForm(forms.ModelForm):
+    class Meta:
+        model = RegisteredModel
+        fields = ["name", "description"]
+
+    def clean_name(self) -> str:
+        # The service's rules, checked here so a refused name is a form error and not a 500.
+        try:
+            return validate_model_name(self.cleaned_data["name"])
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
 @admin.register(RegisteredModel)
 class RegisteredModelAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    form = RegisteredModelForm
     list_display = ["name", "last_version", "created_by", "updated_at", "history_link"]
     search_fields = ["name"]
     readonly_fields = ["last_version", "created_by", "created_at", "updated_at", "history_link"]
@@ -120,6 +143,13 @@ class VersionForm(forms.ModelForm):
     class Meta:
         model = ModelVersion
         fields = ["description", "stage"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        stage = cleaned.get("stage")
+        if cleaned.get("archive_existing_versions") and stage not in ARCHIVING_TARGETS:
+            self.add_error("archive_existing_versions", "Only for Staging or Production.")
+        return cleaned
 
 
 class VersionTagInline(ReadOnlyInline):

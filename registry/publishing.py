@@ -63,8 +63,11 @@ def event_publish(*, seq: int) -> bool:
         if entry is None:
             return False
         try:
-            for consumer in event_consumers():
-                consumer(entry.event)
+            # In a savepoint: a consumer failing in the database rolls back its own writes and
+            # leaves the transaction usable, so the failure is still counted below.
+            with transaction.atomic():
+                for consumer in event_consumers():
+                    consumer(entry.event)
         except Exception as exc:
             logger.exception("publishing event %s failed", seq)
             EventOutbox.objects.filter(pk=seq).update(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import connection
+from django.db import DataError, connection
 from django.http import HttpRequest, HttpResponse
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
@@ -152,6 +152,8 @@ async def guarded(
         return await view(request, *args)
     except DomainError as exc:
         return error_json(exc.status, exc.code, exc.message, exc.fields)
+    except DataError:  # PostgreSQL refuses NUL bytes in the name or alias
+        return error_json(400, "invalid", "Names may not contain NUL characters.")
     except exceptions.APIException as exc:
         response = error_json(exc.status_code, _DRF_CODES.get(type(exc), "error"), str(exc.detail))
         if exc.status_code == 401:

@@ -232,7 +232,10 @@ def _datetime_param(request: Request, name: str) -> Any:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    value = parse_datetime(raw.replace(" ", "+"))
+    try:
+        value = parse_datetime(raw.replace(" ", "+"))
+    except ValueError:  # well formed but impossible, e.g. month 13
+        value = None
     if value is None:
         raise exceptions.ValidationError({name: [f"'{raw}' is not an ISO 8601 date-time."]})
     if value.tzinfo is None:
