@@ -212,13 +212,18 @@ class AliasDetailApi(APIView):
         # the URL routes GET to the async view.
         return async_to_sync(polling.alias_poll)(request._request, name, alias)
 
-    @extend_schema(request=s.AliasSetInSerializer, responses=s.AliasOutSerializer)
+    @extend_schema(
+        request=s.AliasSetInSerializer,
+        responses={200: s.AliasOutSerializer, 201: s.AliasOutSerializer},
+    )
     def put(self, request: Request, name: str, alias: str) -> Response:
         data = validated(s.AliasSetInSerializer, request.data)
-        result = services.alias_set(
-            model=selectors.model_get(name=name), alias=alias, actor=_actor(request), **data
-        )
-        return Response(s.AliasOutSerializer(result).data)
+        model = selectors.model_get(name=name)
+        # Only the status code depends on this read; the move itself is decided under the lock.
+        existed = selectors.alias_list(model=model).filter(alias=alias).exists()
+        result = services.alias_set(model=model, alias=alias, actor=_actor(request), **data)
+        code = status.HTTP_200_OK if existed else status.HTTP_201_CREATED
+        return Response(s.AliasOutSerializer(result).data, status=code)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, name: str, alias: str) -> Response:

@@ -1039,7 +1039,7 @@ def test_put_alias_creates_and_moves(api, model):
     created = api.put(url("models", "m", "aliases", "champion"), {"version": 2}, format="json")
     moved = api.put(url("models", "m", "aliases", "champion"), {"version": 1}, format="json")
 
-    assert created.status_code == 200
+    assert created.status_code == 201
     assert moved.status_code == 200
     alias = ModelAlias.objects.get(alias="champion")
     assert moved.json() == {
