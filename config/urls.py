@@ -5,6 +5,7 @@ from django.views.static import serve as static_serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health
+from registry.mlflow.urls import fallback_patterns as mlflow_fallback
 
 admin.site.site_header = "Modelgate"
 admin.site.site_title = "Modelgate"
@@ -16,9 +17,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("registry.api.urls")),
     path("api/v1/", include("accounts.api.urls")),
+    path("api/2.0/mlflow/", include("registry.mlflow.urls")),
+    path("ajax-api/2.0/mlflow/", include("registry.mlflow.urls")),
+    path("api/2.0/preview/mlflow/", include("registry.mlflow.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # Admin and API-docs assets, collected at start-up. They are few and small; a proxy or CDN
     # in front may cache them (they are served with Last-Modified and honour If-Modified-Since).
     re_path(r"^static/(?P<path>.*)$", static_serve, {"document_root": settings.STATIC_ROOT}),
+    # Keep last: whatever nothing above answered under the MLflow prefixes is ENDPOINT_NOT_FOUND.
+    *mlflow_fallback,
 ]

@@ -24,11 +24,17 @@ GENESIS_HASH = "0" * 64
 
 
 def model_snapshot(model: RegisteredModel) -> dict[str, Any]:
-    return {
+    snapshot: dict[str, Any] = {
         "name": model.name,
         "description": model.description,
         "tags": {tag.key: tag.value for tag in model.tags.all()},
     }
+    # MLflow 3 deployment-job link: only when set, so snapshots of other models keep their shape.
+    if model.deployment_job_id:
+        snapshot["deployment_job_id"] = model.deployment_job_id
+    if model.deployment_job_state:
+        snapshot["deployment_job_state"] = model.deployment_job_state
+    return snapshot
 
 
 def version_snapshot(version: ModelVersion) -> dict[str, Any]:

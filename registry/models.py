@@ -25,6 +25,9 @@ class RegisteredModel(models.Model):
     # Highest version number ever assigned; taken under the row lock, never decremented, so a
     # deleted version's number is never reused.
     last_version = models.PositiveIntegerField(default=0)
+    # MLflow 3 deployment-job link, stored as given (the state is a DeploymentJobConnection name).
+    deployment_job_id = models.CharField(max_length=255, blank=True, default="")
+    deployment_job_state = models.CharField(max_length=32, blank=True, default="")
 
     class Meta:
         ordering = ["name"]
@@ -61,6 +64,8 @@ class ModelVersion(models.Model):
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
     source = models.TextField(blank=True, default="")
+    # Where the artifacts really are when `source` names another version (`models:/name/N`).
+    storage_location = models.TextField(blank=True, default="")
     run_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     run_link = models.TextField(blank=True, default="")
     description = models.TextField(blank=True, default="")

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,189 +14,290 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('seq', models.BigIntegerField(primary_key=True, serialize=False)),
-                ('type', models.CharField(db_index=True, max_length=64)),
-                ('created_at', models.DateTimeField(db_index=True)),
-                ('actor_id', models.BigIntegerField(blank=True, null=True)),
-                ('actor_name', models.CharField(max_length=150)),
-                ('actor_token', models.CharField(blank=True, default='', max_length=32)),
-                ('source', models.CharField(max_length=16)),
-                ('request_id', models.CharField(blank=True, default='', max_length=64)),
-                ('client_ip', models.CharField(blank=True, default='', max_length=64)),
-                ('model_id', models.BigIntegerField(blank=True, null=True)),
-                ('model_name', models.CharField(blank=True, default='', max_length=256)),
-                ('version', models.PositiveIntegerField(blank=True, null=True)),
-                ('before', models.JSONField(blank=True, null=True)),
-                ('after', models.JSONField(blank=True, null=True)),
-                ('comment', models.TextField(blank=True, default='')),
-                ('prev_hash', models.CharField(max_length=64)),
-                ('hash', models.CharField(max_length=64)),
+                ("seq", models.BigIntegerField(primary_key=True, serialize=False)),
+                ("type", models.CharField(db_index=True, max_length=64)),
+                ("created_at", models.DateTimeField(db_index=True)),
+                ("actor_id", models.BigIntegerField(blank=True, null=True)),
+                ("actor_name", models.CharField(max_length=150)),
+                ("actor_token", models.CharField(blank=True, default="", max_length=32)),
+                ("source", models.CharField(max_length=16)),
+                ("request_id", models.CharField(blank=True, default="", max_length=64)),
+                ("client_ip", models.CharField(blank=True, default="", max_length=64)),
+                ("model_id", models.BigIntegerField(blank=True, null=True)),
+                ("model_name", models.CharField(blank=True, default="", max_length=256)),
+                ("version", models.PositiveIntegerField(blank=True, null=True)),
+                ("before", models.JSONField(blank=True, null=True)),
+                ("after", models.JSONField(blank=True, null=True)),
+                ("comment", models.TextField(blank=True, default="")),
+                ("prev_hash", models.CharField(max_length=64)),
+                ("hash", models.CharField(max_length=64)),
             ],
             options={
-                'ordering': ['seq'],
+                "ordering": ["seq"],
             },
         ),
         migrations.CreateModel(
-            name='EventChainHead',
+            name="EventChainHead",
             fields=[
-                ('id', models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
-                ('seq', models.BigIntegerField(default=0)),
-                ('hash', models.CharField(default='0000000000000000000000000000000000000000000000000000000000000000', max_length=64)),
+                (
+                    "id",
+                    models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False),
+                ),
+                ("seq", models.BigIntegerField(default=0)),
+                (
+                    "hash",
+                    models.CharField(
+                        default="0000000000000000000000000000000000000000000000000000000000000000",
+                        max_length=64,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ModelAlias',
+            name="ModelAlias",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('alias', models.CharField(max_length=255)),
-                ('updated_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("alias", models.CharField(max_length=255)),
+                ("updated_at", models.DateTimeField()),
             ],
             options={
-                'ordering': ['alias'],
+                "ordering": ["alias"],
             },
         ),
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('source', models.TextField(blank=True, default='')),
-                ('run_id', models.CharField(blank=True, db_index=True, default='', max_length=64)),
-                ('run_link', models.TextField(blank=True, default='')),
-                ('description', models.TextField(blank=True, default='')),
-                ('status', models.CharField(choices=[('READY', 'Ready')], default='READY', max_length=32)),
-                ('status_message', models.TextField(blank=True, default='')),
-                ('stage', models.CharField(choices=[('None', 'None'), ('Staging', 'Staging'), ('Production', 'Production'), ('Archived', 'Archived')], default='None', max_length=16)),
-                ('mlflow_model_id', models.CharField(blank=True, default='', max_length=64)),
-                ('params', models.JSONField(blank=True, default=list)),
-                ('metrics', models.JSONField(blank=True, default=list)),
-                ('deployment_job_state', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField()),
-                ('updated_at', models.DateTimeField()),
-                ('deleted_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                ("source", models.TextField(blank=True, default="")),
+                ("run_id", models.CharField(blank=True, db_index=True, default="", max_length=64)),
+                ("run_link", models.TextField(blank=True, default="")),
+                ("description", models.TextField(blank=True, default="")),
+                (
+                    "status",
+                    models.CharField(choices=[("READY", "Ready")], default="READY", max_length=32),
+                ),
+                ("status_message", models.TextField(blank=True, default="")),
+                (
+                    "stage",
+                    models.CharField(
+                        choices=[
+                            ("None", "None"),
+                            ("Staging", "Staging"),
+                            ("Production", "Production"),
+                            ("Archived", "Archived"),
+                        ],
+                        default="None",
+                        max_length=16,
+                    ),
+                ),
+                ("mlflow_model_id", models.CharField(blank=True, default="", max_length=64)),
+                ("params", models.JSONField(blank=True, default=list)),
+                ("metrics", models.JSONField(blank=True, default=list)),
+                ("deployment_job_state", models.JSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField()),
+                ("updated_at", models.DateTimeField()),
+                ("deleted_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['model_id', '-version'],
+                "ordering": ["model_id", "-version"],
             },
         ),
         migrations.CreateModel(
-            name='ModelVersionTag',
+            name="ModelVersionTag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=250)),
-                ('value', models.TextField(blank=True, default='')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=250)),
+                ("value", models.TextField(blank=True, default="")),
             ],
         ),
         migrations.CreateModel(
-            name='RegisteredModel',
+            name="RegisteredModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=256, unique=True)),
-                ('description', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField()),
-                ('updated_at', models.DateTimeField(db_index=True)),
-                ('last_version', models.PositiveIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=256, unique=True)),
+                ("description", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField()),
+                ("updated_at", models.DateTimeField(db_index=True)),
+                ("last_version", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='RegisteredModelTag',
+            name="RegisteredModelTag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=250)),
-                ('value', models.TextField(blank=True, default='')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=250)),
+                ("value", models.TextField(blank=True, default="")),
             ],
         ),
         migrations.CreateModel(
-            name='EventOutbox',
+            name="EventOutbox",
             fields=[
-                ('event', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, primary_key=True, serialize=False, to='registry.event')),
-                ('created_at', models.DateTimeField(db_index=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True, default='')),
+                (
+                    "event",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        primary_key=True,
+                        serialize=False,
+                        to="registry.event",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(db_index=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True, default="")),
             ],
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['model_id', 'seq'], name='registry_event_model'),
+            model_name="event",
+            index=models.Index(fields=["model_id", "seq"], name="registry_event_model"),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['model_name', 'seq'], name='registry_event_model_name'),
+            model_name="event",
+            index=models.Index(fields=["model_name", "seq"], name="registry_event_model_name"),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(fields=['actor_name', 'seq'], name='registry_event_actor'),
+            model_name="event",
+            index=models.Index(fields=["actor_name", "seq"], name="registry_event_actor"),
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="modelversion",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='modelalias',
-            name='version',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='aliases', to='registry.modelversion'),
+            model_name="modelalias",
+            name="version",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="aliases",
+                to="registry.modelversion",
+            ),
         ),
         migrations.AddField(
-            model_name='modelversiontag',
-            name='version',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tags', to='registry.modelversion'),
+            model_name="modelversiontag",
+            name="version",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="tags",
+                to="registry.modelversion",
+            ),
         ),
         migrations.AddField(
-            model_name='registeredmodel',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="registeredmodel",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='registry.registeredmodel'),
+            model_name="modelversion",
+            name="model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="versions",
+                to="registry.registeredmodel",
+            ),
         ),
         migrations.AddField(
-            model_name='modelalias',
-            name='model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='aliases', to='registry.registeredmodel'),
+            model_name="modelalias",
+            name="model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="aliases",
+                to="registry.registeredmodel",
+            ),
         ),
         migrations.AddField(
-            model_name='registeredmodeltag',
-            name='model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tags', to='registry.registeredmodel'),
+            model_name="registeredmodeltag",
+            name="model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="tags",
+                to="registry.registeredmodel",
+            ),
         ),
         migrations.AddIndex(
-            model_name='modelversiontag',
-            index=models.Index(fields=['key'], name='registry_version_tag_key'),
+            model_name="modelversiontag",
+            index=models.Index(fields=["key"], name="registry_version_tag_key"),
         ),
         migrations.AddConstraint(
-            model_name='modelversiontag',
-            constraint=models.UniqueConstraint(fields=('version', 'key'), name='registry_version_tag_unique'),
+            model_name="modelversiontag",
+            constraint=models.UniqueConstraint(
+                fields=("version", "key"), name="registry_version_tag_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='modelversion',
-            index=models.Index(condition=models.Q(('deleted_at__isnull', True)), fields=['model', 'stage', '-version'], name='registry_version_live_stage'),
+            model_name="modelversion",
+            index=models.Index(
+                condition=models.Q(("deleted_at__isnull", True)),
+                fields=["model", "stage", "-version"],
+                name="registry_version_live_stage",
+            ),
         ),
         migrations.AddIndex(
-            model_name='modelversion',
-            index=models.Index(fields=['updated_at'], name='registry_version_updated'),
+            model_name="modelversion",
+            index=models.Index(fields=["updated_at"], name="registry_version_updated"),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(fields=('model', 'version'), name='registry_version_unique'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(
+                fields=("model", "version"), name="registry_version_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelalias',
-            constraint=models.UniqueConstraint(fields=('model', 'alias'), name='registry_alias_unique'),
+            model_name="modelalias",
+            constraint=models.UniqueConstraint(
+                fields=("model", "alias"), name="registry_alias_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='registeredmodeltag',
-            index=models.Index(fields=['key'], name='registry_model_tag_key'),
+            model_name="registeredmodeltag",
+            index=models.Index(fields=["key"], name="registry_model_tag_key"),
         ),
         migrations.AddConstraint(
-            model_name='registeredmodeltag',
-            constraint=models.UniqueConstraint(fields=('model', 'key'), name='registry_model_tag_unique'),
+            model_name="registeredmodeltag",
+            constraint=models.UniqueConstraint(
+                fields=("model", "key"), name="registry_model_tag_unique"
+            ),
         ),
     ]

@@ -29,7 +29,13 @@ def _name_taken(name: str, *, exclude_pk: int | None = None) -> bool:
 
 @transaction.atomic
 def model_create(
-    *, name: str, actor: Actor, description: str = "", tags: object = None
+    *,
+    name: str,
+    actor: Actor,
+    description: str = "",
+    tags: object = None,
+    deployment_job_id: str = "",
+    deployment_job_state: str = "",
 ) -> RegisteredModel:
     """Register a new model name."""
     name = validate_model_name(name)
@@ -42,6 +48,8 @@ def model_create(
             model = RegisteredModel.objects.create(
                 name=name,
                 description=description or "",
+                deployment_job_id=deployment_job_id or "",
+                deployment_job_state=deployment_job_state or "",
                 created_by=actor.user,
                 created_at=now,
                 updated_at=now,
@@ -58,13 +66,32 @@ def model_create(
 
 
 @transaction.atomic
-def model_update(*, model: RegisteredModel, actor: Actor, description: str) -> RegisteredModel:
-    """Change a model's description."""
+def model_update(
+    *,
+    model: RegisteredModel,
+    actor: Actor,
+    description: str | None,
+    deployment_job_id: str | None = None,
+    deployment_job_state: str | None = None,
+) -> RegisteredModel:
+    """Change a model's description and MLflow 3 deployment-job link; None leaves a field."""
     model = model_lock(model)
     before = model_snapshot(model)
-    model.description = description or ""
+    if description is not None:
+        model.description = description
+    if deployment_job_id is not None:
+        model.deployment_job_id = deployment_job_id
+    if deployment_job_state is not None:
+        model.deployment_job_state = deployment_job_state
     model.updated_at = timezone.now()
-    model.save(update_fields=["description", "updated_at"])
+    model.save(
+        update_fields=[
+            "description",
+            "deployment_job_id",
+            "deployment_job_state",
+            "updated_at",
+        ]
+    )
     event_record(
         type=EventType.MODEL_UPDATED,
         actor=actor,

@@ -44,6 +44,7 @@ def version_create(
     mlflow_model_id: str | None = "",
     params: list[dict[str, Any]] | None = None,
     metrics: list[dict[str, Any]] | None = None,
+    storage_location: str | None = "",
 ) -> ModelVersion:
     """Add the next numbered version to a model; numbers are never reused."""
     source = validate_source(source)
@@ -58,6 +59,7 @@ def version_create(
         model=model,
         version=model.last_version,
         source=source,
+        storage_location=storage_location or "",
         run_id=run_id,
         run_link=run_link or "",
         description=description or "",

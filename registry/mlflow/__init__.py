@@ -1,0 +1,1 @@
+"""MLflow Model Registry REST compatibility: the routes the mlflow client calls."""

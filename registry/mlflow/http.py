@@ -1,0 +1,311 @@
+"""The MLflow wire protocol around the handlers: parsing, authentication and the error shape.
+
+Plain Django views rather than DRF ones: the MLflow routes have their own request conventions
+(GET parameters in the query string with repeated keys for lists, DELETE arguments in a JSON body
+or the query string) and their own error body, and the poll-heavy reads stay cheap. Authentication
+is DRF's configured classes (HTTP Basic with the credential cache, session with CSRF, and any
+token class added later), run through a DRF Request so they behave exactly as on the native API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import SuspiciousOperation
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+
+from config.errors import MLFLOW_STATUS, DomainError, InvalidParameter
+
+logger = logging.getLogger(__name__)
+
+_HANDLED_METHODS = ("get", "post", "patch", "delete")
+WWW_AUTHENTICATE = 'Basic realm="modelgate"'
+
+
+class MlflowError(Exception):
+    """An error with an MLflow error code that is not one of the registry's domain errors."""
+
+    def __init__(
+        self,
+        error_code: str,
+        message: str,
+        status: int | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+        self.status = status if status is not None else MLFLOW_STATUS.get(error_code, 400)
+        self.retry_after = retry_after
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> HttpResponse:
+    return HttpResponse(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error_response(error_code: str, message: str, status: int | None = None) -> HttpResponse:
+    if status is None:
+        status = MLFLOW_STATUS.get(error_code, 400)
+    response = json_response({"error_code": error_code, "message": message}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = WWW_AUTHENTICATE
+    return response
+
+
+@csrf_exempt
+def endpoint_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """Unknown routes and wrong methods under the MLflow prefixes."""
+    return error_response(
+        "ENDPOINT_NOT_FOUND",
+        f"No API endpoint {request.method} {request.path}.",
+        status=404,
+    )
+
+
+# --- parameters -----------------------------------------------------------------------------
+
+
+def missing(name: str) -> InvalidParameter:
+    return InvalidParameter(
+        f"Missing value for required parameter '{name}'.", fields={name: ["Required."]}
+    )
+
+
+def invalid(name: str, value: Any, expected: str) -> InvalidParameter:
+    shown = repr(value)
+    if len(shown) > 100:
+        shown = shown[:100] + "…"
+    return InvalidParameter(
+        f"Invalid value {shown} for parameter '{name}' supplied: {expected}.",
+        fields={name: [expected]},
+    )
+
+
+class Params:
+    """A request's arguments, from the query string (GET) or a JSON object (other methods)."""
+
+    def __init__(self, values: dict[str, Any], query: QueryDict | None = None) -> None:
+        self._values = values
+        self._query = query
+
+    def raw(self, name: str) -> Any:
+        return self._values.get(name)
+
+    def has(self, name: str) -> bool:
+        return self._values.get(name) is not None
+
+    def string(self, name: str, *, required: bool = False) -> str | None:
+        value = self._values.get(name)
+        if value is None or (required and value == ""):
+            if required:
+                raise missing(name)
+            return None
+        if not isinstance(value, str):
+            raise invalid(name, value, "expected a string")
+        return value
+
+    def required(self, name: str) -> str:
+        value = self.string(name, required=True)
+        assert value is not None  # noqa: S101 - string() raised otherwise
+        return value
+
+    def version(self, name: str = "version") -> str:
+        """A version number: a string on the wire; numbers are accepted too."""
+        value = self._values.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return self.required(name)
+
+    def strings(self, name: str) -> list[str]:
+        """A repeated string field: a list, repeated query keys, or a single value."""
+        if self._query is not None:
+            values: Any = self._query.getlist(name)
+        else:
+            values = self._values.get(name)
+            if values is None:
+                return []
+            if not isinstance(values, list):
+                values = [values]
+        for value in values:
+            if not isinstance(value, str):
+                raise invalid(name, value, "expected a list of strings")
+        return list(values)
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        value = self._values.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise invalid(name, value, "expected true or false")
+
+    def objects(self, name: str) -> list[dict[str, Any]] | None:
+        """A repeated message field (a list of JSON objects)."""
+        value = self._values.get(name)
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise invalid(name, value, "expected a list of objects")
+        return value
+
+
+def _query_values(query: QueryDict) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in query:
+        items = query.getlist(key)
+        values[key] = items[0] if len(items) == 1 else items
+    return values
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    body = request.body
+    if not body.strip():
+        return {}
+    content_type = request.content_type or ""
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise InvalidParameter(
+            "Bad Request. Content-Type must be one of ['application/json'].",
+            fields={"Content-Type": ["Must be application/json."]},
+        )
+    try:
+        data = json.loads(body)
+        # Older clients post their JSON double-encoded as a string.
+        if isinstance(data, str):
+            data = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidParameter(
+            f"Malformed JSON in the request body: {exc}.", fields={"body": ["Malformed JSON."]}
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidParameter(
+            "The request body must be a JSON object.", fields={"body": ["Expected an object."]}
+        )
+    return data
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    return False
+
+
+def read_params(request: HttpRequest) -> Params:
+    if request.method in ("GET", "HEAD"):
+        params = Params(_query_values(request.GET), request.GET)
+    else:
+        # DELETE arguments come in the JSON body (mlflow client) or the query string (other
+        # clients); the body wins where both name a field.
+        values = _query_values(request.GET)
+        values.update(_json_body(request))
+        params = Params(values)
+    # No stored text can hold a NUL (PostgreSQL refuses it), so no argument may.
+    if _has_nul(params._values):
+        raise InvalidParameter(
+            "Parameters may not contain NUL characters.", fields={"body": ["NUL character."]}
+        )
+    return params
+
+
+# --- authentication -------------------------------------------------------------------------
+
+
+def authenticate(request: HttpRequest) -> Request:
+    """Run the configured DRF authentication; the result carries `user` and `auth`.
+
+    Raises MlflowError UNAUTHENTICATED (401) for missing or wrong credentials and
+    PERMISSION_DENIED (403) for a session request without its CSRF token.
+    """
+    drf_request = Request(
+        request,
+        authenticators=[cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES],  # type: ignore[operator]
+    )
+    try:
+        user = drf_request.user
+    except (exceptions.AuthenticationFailed, exceptions.NotAuthenticated) as exc:
+        raise MlflowError("UNAUTHENTICATED", str(exc.detail), 401) from None
+    except exceptions.PermissionDenied as exc:
+        raise MlflowError("PERMISSION_DENIED", str(exc.detail), 403) from None
+    except exceptions.Throttled as exc:
+        raise MlflowError(
+            "REQUEST_LIMIT_EXCEEDED", str(exc.detail), 429, retry_after=getattr(exc, "wait", None)
+        ) from None
+    except exceptions.APIException as exc:
+        raise MlflowError("UNAUTHENTICATED", str(exc.detail), 401) from None
+    if user is None or not user.is_authenticated:
+        raise MlflowError(
+            "UNAUTHENTICATED",
+            "Authentication required: use HTTP Basic (MLFLOW_TRACKING_USERNAME / "
+            "MLFLOW_TRACKING_PASSWORD) or a session.",
+            401,
+        )
+    return drf_request
+
+
+# --- the base view --------------------------------------------------------------------------
+
+Handler = Callable[[Request, Params], "dict[str, Any] | HttpResponse"]
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class MlflowApi(View):
+    """One MLflow route: `get`/`post`/`patch`/`delete(request, params)` return the response body.
+
+    Any other method is ENDPOINT_NOT_FOUND (404), as MLflow answers; errors are rendered as
+    `{"error_code", "message"}` with MLflow's status for the code.
+    """
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        method = request.method.lower() if request.method else ""
+        if method == "head":
+            method = "get"
+        handler: Handler | None = (
+            getattr(self, method, None) if method in _HANDLED_METHODS else None
+        )
+        if handler is None:
+            return endpoint_not_found(request)
+        try:
+            drf_request = authenticate(request)
+            result = handler(drf_request, read_params(request))
+        except DomainError as exc:
+            return error_response(
+                exc.mlflow_code, exc.message, MLFLOW_STATUS.get(exc.mlflow_code, exc.status)
+            )
+        except SuspiciousOperation as exc:
+            # Bodies over DATA_UPLOAD_MAX_MEMORY_SIZE, too many query fields and the like.
+            return error_response("INVALID_PARAMETER_VALUE", f"Bad request: {exc}", 400)
+        except MlflowError as exc:
+            response = error_response(exc.error_code, exc.message, exc.status)
+            if exc.retry_after:
+                response["Retry-After"] = str(int(exc.retry_after))
+            return response
+        except Exception:
+            # A bug, not a client mistake: log it and answer in MLflow's shape.
+            logger.exception("unhandled error in %s %s", request.method, request.path)
+            return error_response(
+                "INTERNAL_ERROR", "Internal server error; it has been logged.", 500
+            )
+        if isinstance(result, HttpResponse):
+            return result
+        return json_response(result)

@@ -1,0 +1,384 @@
+"""The MLflow Model Registry REST routes: parse, call one service or selector, render.
+
+Each view answers one route of the MLflow protocol (reference §2.3) with the same services and
+selectors as the native API, so everything written here is in the native API, the admin and the
+event log, recorded with the `mlflow` source.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from django.http import HttpResponse
+from rest_framework.request import Request
+
+from accounts.actors import Actor, Source
+from config.errors import InvalidParameter
+from registry import selectors, services
+from registry.api.polling import alias_etag, if_none_match
+from registry.choices import Stage
+from registry.mlflow import reads, search
+from registry.mlflow.http import MlflowApi, Params, invalid, json_response
+from registry.mlflow.rendering import model_json, version_json
+from registry.models import ModelVersion, RegisteredModel
+from registry.validation import parse_stage, parse_version_number
+
+_DEPLOYMENT_JOB_STATES = ("NOT_SET_UP", "CONNECTED", "NOT_FOUND", "REQUIRED_PARAMETERS_CHANGED")
+
+
+def _actor(request: Request) -> Actor:
+    return Actor.from_request(request, source=Source.MLFLOW)
+
+
+def _model(params: Params) -> RegisteredModel:
+    return selectors.model_get(name=params.required("name"))
+
+
+def _version(params: Params) -> ModelVersion:
+    model = _model(params)
+    number = parse_version_number(params.version("version"))
+    return selectors.version_get(model=model, version=number)
+
+
+def _model_body(model: RegisteredModel) -> dict[str, Any]:
+    """A freshly read model with its latest versions, as `{"registered_model": …}`."""
+    model = selectors.model_get(name=model.name)
+    latest = reads.latest_versions([model.pk]).get(model.pk, [])
+    return {"registered_model": model_json(model, latest)}
+
+
+def _version_body(version: ModelVersion) -> dict[str, Any]:
+    version = selectors.version_get(model=version.model, version=version.version)
+    return {"model_version": version_json(version, with_aliases=True)}
+
+
+def _bounded(params: Params, name: str, limit: int) -> str | None:
+    """An optional string that must fit its column."""
+    value = params.string(name)
+    if value is not None and len(value) > limit:
+        raise invalid(name, value, f"at most {limit} characters")
+    return value
+
+
+def _deployment_job_state(params: Params) -> str | None:
+    state = params.string("deployment_job_state")
+    if state is None:
+        return None
+    if state not in (*_DEPLOYMENT_JOB_STATES, ""):
+        raise invalid("deployment_job_state", state, f"expected one of {_DEPLOYMENT_JOB_STATES}")
+    return state
+
+
+# --- registered models ----------------------------------------------------------------------
+
+
+class RegisteredModelCreateApi(MlflowApi):
+    def post(self, request: Request, params: Params) -> dict[str, Any]:
+        model = services.model_create(
+            name=params.required("name"),
+            actor=_actor(request),
+            description=params.string("description") or "",
+            tags=params.objects("tags"),
+            deployment_job_id=_bounded(params, "deployment_job_id", 255) or "",
+            deployment_job_state=_deployment_job_state(params) or "",
+        )
+        return _model_body(model)
+
+
+class RegisteredModelGetApi(MlflowApi):
+    def get(self, request: Request, params: Params) -> dict[str, Any]:
+        model = _model(params)
+        latest = reads.latest_versions([model.pk]).get(model.pk, [])
+        return {"registered_model": model_json(model, latest)}
+
+
+class RegisteredModelUpdateApi(MlflowApi):
+    def patch(self, request: Request, params: Params) -> dict[str, Any]:
+        model = _model(params)
+        deployment_job_id = _bounded(params, "deployment_job_id", 255)
+        deployment_job_state = _deployment_job_state(params)
+        description = params.string("description")
+        if description is None and deployment_job_id is None and deployment_job_state is None:
+            # MLflow's update sets the description it is given, an absent one clearing it.
+            description = ""
+        model = services.model_update(
+            model=model,
+            actor=_actor(request),
+            description=description,
+            deployment_job_id=deployment_job_id,
+            deployment_job_state=deployment_job_state,
+        )
+        return _model_body(model)
+
+
+class RegisteredModelRenameApi(MlflowApi):
+    def post(self, request: Request, params: Params) -> dict[str, Any]:
+        model = _model(params)
+        new_name = params.required("new_name")
+        model = services.model_rename(model=model, actor=_actor(request), new_name=new_name)
+        return _model_body(model)
+
+
+class RegisteredModelDeleteApi(MlflowApi):
+    def delete(self, request: Request, params: Params) -> dict[str, Any]:
+        services.model_delete(model=_model(params), actor=_actor(request))
+        return {}
+
+
+def _models_page(params: Params, *, filter_string: str | None) -> dict[str, Any]:
+    page = search.search_models(
+        selectors.model_list(),
+        filter_string=filter_string,
+        order_by=params.strings("order_by"),
+        max_results=search.parse_max_results(params.raw("max_results"), "models"),
+        token=params.string("page_token") or None,
+    )
+    latest = reads.latest_versions(model.pk for model in page.rows)
+    body: dict[str, Any] = {}
+    if page.rows:
+        body["registered_models"] = [
+            model_json(model, latest.get(model.pk, [])) for model in page.rows
+        ]
+    if page.next_token:
+        body["next_page_token"] = page.next_token
+    return body
+
+
+class RegisteredModelSearchApi(MlflowApi):
+    def get(self, request: Request, params: Params) -> dict[str, Any]:
+        return _models_page(params, filter_string=params.string("filter"))
+
+
+class RegisteredModelListApi(MlflowApi):
+    """The legacy `registered-models/list` of older protos: a search without a filter."""
+
+    def get(self, request: Request, params: Params) -> dict[str, Any]:
+        return _models_page(params, filter_string=None)
+
+
+class LatestVersionsApi(MlflowApi):
+    """`get-latest-versions`: POST first (what the client sends), GET as well."""
+
+    def post(self, request: Request, params: Params) -> dict[str, Any]:
+        model = _model(params)
+        stages = [parse_stage(stage, "stages") for stage in params.strings("stages")]
+        if not stages:
+            stages = list(Stage)
+        latest = reads.latest_versions(
+            [model.pk], stages=[stage.value for stage in stages], with_aliases=True
+        ).get(model.pk, [])
+        if not latest:
+            return {}
+        return {"model_versions": [version_json(v, with_aliases=True) for v in latest]}
+
+    get = post
+
+
+class RegisteredModelSetTagApi(MlflowApi):
+    def post(self, request: Request, params: Params) -> dict[str, Any]:
+        model = _model(params)
+        services.model_tag_set(
+            model=model,
+            actor=_actor(request),
+            key=params.required("key"),
+            value=params.string("value") or "",
+        )
+        return {}
+
+
+class RegisteredModelDeleteTagApi(MlflowApi):
+    def delete(self, request: Request, params: Params) -> dict[str, Any]:
+        model = _model(params)
+        # Deleting a tag that is not there succeeds, as on MLflow.
+        services.model_tag_delete(model=model, actor=_actor(request), key=params.required("key"))
+        return {}
+
+
+class RegisteredModelAliasApi(MlflowApi):
+    """Set (POST), delete (DELETE) and read (GET, with ETag / If-None-Match) an alias."""
+
+    def post(self, request: Request, params: Params) -> dict[str, Any]:
+        model = _model(params)
+        alias = params.required("alias")
+        version = parse_version_number(params.version("version"))
+        services.alias_set(model=model, alias=alias, version=version, actor=_actor(request))
+        return {}
+
+    def delete(self, request: Request, params: Params) -> dict[str, Any]:
+        model = _model(params)
+        # Deleting an alias that is not there succeeds, as on MLflow.
+        services.alias_delete(model=model, alias=params.required("alias"), actor=_actor(request))
+        return {}
+
+    def get(self, request: Request, params: Params) -> dict[str, Any] | HttpResponse:
+        name = params.required("name")
+        alias = params.required("alias")
+        state = selectors.alias_state(model_name=name, alias=alias)
+        if state is None:
+            selectors.model_get(name=name)  # an unknown model is RESOURCE_DOES_NOT_EXIST
+            # MLflow answers an unknown alias of a known model with INVALID_PARAMETER_VALUE.
+            raise InvalidParameter(
+                f"Registered model alias {alias} not found.", fields={"alias": ["Not found."]}
+            )
+        # The same ETag as the native alias read: the answer changes exactly when it does.
+        etag = alias_etag(*state[:3])
+        if etag in if_none_match(request):
+            response = HttpResponse(status=304)
+        else:
+            version = selectors.version_list().get(pk=state[0])
+            response = json_response({"model_version": version_json(version, with_aliases=True)})
+        response["ETag"] = etag
+        response["Cache-Control"] = "no-cache"
+        return response
+
+
+# --- model versions -------------------------------------------------------------------------
+
+_TRAVERSAL = re.compile(r"(^|[/\\])\.\.([/\\]|$)")
+
+
+def _check_source(source: str) -> None:
+    """Refuse sources that hide `..` behind percent-encoding (plain ones the service refuses)."""
+    decoded = source
+    for _ in range(3):
+        decoded = unquote(decoded)
+    if _TRAVERSAL.search(decoded) or "\x00" in decoded:
+        raise invalid("source", source, "'..' path segments and NUL characters are not allowed")
+
+
+def _storage_location(source: str) -> str:
+    """For a `models:/name/N` source (copy_model_version), where that version's artifacts are."""
+    target = reads.models_uri_target(source)
+    if target is None:
+        return ""
+    found = ModelVersion.objects.live().filter(model__name=target[0], version=target[1]).first()
+    if found is None:
+        raise InvalidParameter(
+            f"Unable to fetch model from model URI source artifact location '{source}': "
+            f"Model Version (name={target[0]}, version={target[1]}) not found.",
+            fields={"source": ["Unknown model version."]},
+        )
+    return reads.download_uri(found)
+
+
+def _model_params(params: Params) -> list[dict[str, Any]] | None:
+    items = params.objects("model_params")
+    if items is None:
+        return None
+    for item in items:
+        if not isinstance(item.get("name"), str):
+            raise invalid("model_params", item, "each param needs a string 'name'")
+    return [{"name": item["name"], "value": item.get("value")} for item in items]
+
+
+def _model_metrics(params: Params) -> list[dict[str, Any]] | None:
+    items = params.objects("model_metrics")
+    if items is None:
+        return None
+    for item in items:
+        if not isinstance(item.get("key"), str):
+            raise invalid("model_metrics", item, "each metric needs a string 'key'")
+    return items
+
+
+class ModelVersionCreateApi(MlflowApi):
+    def post(self, request: Request, params: Params) -> dict[str, Any]:
+        name = params.required("name")
+        source = params.required("source")
+        model = selectors.model_get(name=name)
+        _check_source(source)
+        version = services.version_create(
+            model=model,
+            actor=_actor(request),
+            source=source,
+            storage_location=_storage_location(source),
+            run_id=params.string("run_id") or "",
+            run_link=params.string("run_link") or "",
+            description=params.string("description") or "",
+            tags=params.objects("tags"),
+            mlflow_model_id=_bounded(params, "model_id", 64) or "",
+            params=_model_params(params),
+            metrics=_model_metrics(params),
+        )
+        return _version_body(version)
+
+
+class ModelVersionGetApi(MlflowApi):
+    def get(self, request: Request, params: Params) -> dict[str, Any]:
+        return {"model_version": version_json(_version(params), with_aliases=True)}
+
+
+class ModelVersionUpdateApi(MlflowApi):
+    def patch(self, request: Request, params: Params) -> dict[str, Any]:
+        version = _version(params)
+        # MLflow sets the description it is given; an absent one clears it.
+        version = services.version_update(
+            version=version, actor=_actor(request), description=params.string("description") or ""
+        )
+        return _version_body(version)
+
+
+class ModelVersionTransitionStageApi(MlflowApi):
+    def post(self, request: Request, params: Params) -> dict[str, Any]:
+        version = _version(params)
+        stage = parse_stage(params.required("stage"))
+        version = services.version_transition(
+            version=version,
+            stage=stage,
+            actor=_actor(request),
+            archive_existing=params.boolean("archive_existing_versions"),
+        )
+        return _version_body(version)
+
+
+class ModelVersionDeleteApi(MlflowApi):
+    def delete(self, request: Request, params: Params) -> dict[str, Any]:
+        services.version_delete(version=_version(params), actor=_actor(request))
+        return {}
+
+
+class ModelVersionSearchApi(MlflowApi):
+    def get(self, request: Request, params: Params) -> dict[str, Any]:
+        page = search.search_versions(
+            reads.version_search_queryset(),
+            filter_string=params.string("filter"),
+            order_by=params.strings("order_by"),
+            max_results=search.parse_max_results(params.raw("max_results"), "versions"),
+            token=params.string("page_token") or None,
+        )
+        body: dict[str, Any] = {}
+        if page.rows:
+            versions = reads.with_tags(page.rows)
+            body["model_versions"] = [version_json(v, with_aliases=False) for v in versions]
+        if page.next_token:
+            body["next_page_token"] = page.next_token
+        return body
+
+
+class ModelVersionDownloadUriApi(MlflowApi):
+    def get(self, request: Request, params: Params) -> dict[str, Any]:
+        return {"artifact_uri": reads.download_uri(_version(params))}
+
+
+class ModelVersionSetTagApi(MlflowApi):
+    def post(self, request: Request, params: Params) -> dict[str, Any]:
+        version = _version(params)
+        services.version_tag_set(
+            version=version,
+            actor=_actor(request),
+            key=params.required("key"),
+            value=params.string("value") or "",
+        )
+        return {}
+
+
+class ModelVersionDeleteTagApi(MlflowApi):
+    def delete(self, request: Request, params: Params) -> dict[str, Any]:
+        version = _version(params)
+        # Deleting a tag that is not there succeeds, as on MLflow.
+        services.version_tag_delete(
+            version=version, actor=_actor(request), key=params.required("key")
+        )
+        return {}
