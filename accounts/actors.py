@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,6 +29,10 @@ class Actor:
     token: ApiToken | None = None
     request_id: str = ""
     client_ip: str = ""
+    # The registry itself acting (a task applying an approval, a migration): every level.
+    is_system: bool = False
+    # Per-actor memo of permission look-ups (registry-wide level, groups), filled on first use.
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def user_id(self) -> int | None:
@@ -42,7 +46,7 @@ class Actor:
 
     @classmethod
     def system(cls, source: str = Source.TASK) -> Actor:
-        return cls(user=None, source=source)
+        return cls(user=None, source=source, is_system=True)
 
     @classmethod
     def from_request(cls, request: Any, source: str = Source.API) -> Actor:

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "guardian",
     "accounts",
     "registry",
     "workflows",
@@ -164,6 +165,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "admin:login"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+# No guardian "AnonymousUser" row: anonymous access is a setting (MODELGATE_ANONYMOUS_READ).
+ANONYMOUS_USER_NAME = None
 
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -211,6 +218,12 @@ MODELGATE_TOKEN_PEPPER = (
     os.environ.get("MODELGATE_TOKEN_PEPPER")
     or hashlib.sha256(f"modelgate-token-pepper:{SECRET_KEY}".encode()).hexdigest()
 )
+# Every signed-in user may register new models (a registry-wide grant can be required instead).
+MODELGATE_ANY_USER_CAN_CREATE_MODELS = env_bool("MODELGATE_ANY_USER_CAN_CREATE_MODELS", True)
+# The level the creator of a model gets on it: CAN_MANAGE, or CAN_EDIT for stricter registries.
+MODELGATE_CREATOR_LEVEL = os.environ.get("MODELGATE_CREATOR_LEVEL", "CAN_MANAGE")
+# Let unauthenticated callers read (never write) every model.
+MODELGATE_ANONYMOUS_READ = env_bool("MODELGATE_ANONYMOUS_READ")
 MODELGATE_AUTH_FAILURES_PER_MINUTE = int(os.environ.get("MODELGATE_AUTH_FAILURES_PER_MINUTE", "30"))
 # Events whose publishing has not finished after this long are picked up by the sweeper.
 MODELGATE_EVENT_REPUBLISH_AFTER_SECONDS = 30

@@ -25,6 +25,7 @@ class EventType(models.TextChoices):
     MODEL_UPDATED = "registered_model.updated"
     MODEL_RENAMED = "registered_model.renamed"
     MODEL_DELETED = "registered_model.deleted"
+    MODEL_PERMISSIONS_UPDATED = "registered_model_permissions.updated"
     MODEL_TAG_SET = "registered_model_tag.set"
     MODEL_TAG_DELETED = "registered_model_tag.deleted"
     VERSION_CREATED = "model_version.created"

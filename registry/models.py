@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from registry.choices import Stage, VersionStatus
 
@@ -31,6 +32,13 @@ class RegisteredModel(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("can_read", "Can read (see the model, versions, aliases, history)"),
+            ("can_edit", "Can edit (versions, descriptions, tags, unprotected aliases)"),
+            ("can_manage_staging_versions", "Can manage staging versions"),
+            ("can_manage_production_versions", "Can manage production versions"),
+            ("can_manage", "Can manage (rename, delete, permissions, webhooks)"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -203,3 +211,21 @@ class EventOutbox(models.Model):
 
     def __str__(self) -> str:
         return f"outbox #{self.event_id}"
+
+
+class RegisteredModelUserGrant(UserObjectPermissionBase):
+    """A user's level on one model (django-guardian, direct foreign key: goes with the model)."""
+
+    content_object = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        indexes = [models.Index(fields=["user", "content_object"], name="registry_user_grant")]
+
+
+class RegisteredModelGroupGrant(GroupObjectPermissionBase):
+    """A group's level on one model (django-guardian, direct foreign key: goes with the model)."""
+
+    content_object = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        indexes = [models.Index(fields=["group", "content_object"], name="registry_group_grant")]

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.db.models import Prefetch, QuerySet
 
+from accounts.actors import Actor
 from config.errors import NotFound
 from registry.models import (
     Event,
@@ -15,11 +16,14 @@ from registry.models import (
     RegisteredModel,
     RegisteredModelTag,
 )
+from registry.permissions import Level, require_level, sees_every_model, visible_models
 
 
-def model_list(*, name_contains: str = "", tag: tuple[str, str | None] | None = None) -> QuerySet:
-    """Models with their tags and aliases prefetched, optionally filtered."""
-    qs = RegisteredModel.objects.prefetch_related(
+def model_list(
+    *, actor: Actor, name_contains: str = "", tag: tuple[str, str | None] | None = None
+) -> QuerySet:
+    """The models the actor may see, with tags and aliases prefetched, optionally filtered."""
+    qs = visible_models(actor, RegisteredModel.objects.all()).prefetch_related(
         Prefetch("tags", queryset=RegisteredModelTag.objects.order_by("key")),
         Prefetch(
             "aliases", queryset=ModelAlias.objects.select_related("version").order_by("alias")
@@ -36,15 +40,39 @@ def model_list(*, name_contains: str = "", tag: tuple[str, str | None] | None = 
     return qs
 
 
-def model_get(*, name: str) -> RegisteredModel:
-    model = model_list().filter(name=name).first()
+def model_get(*, actor: Actor, name: str, level: Level = Level.CAN_READ) -> RegisteredModel:
+    """The named model, if the actor may do something needing `level` on it.
+
+    NotFound when it does not exist or the actor may not see it (the same answer, so names do
+    not leak); PermissionDenied when the actor sees it but lacks the level.
+    """
+    model = (
+        RegisteredModel.objects.prefetch_related(
+            Prefetch("tags", queryset=RegisteredModelTag.objects.order_by("key")),
+            Prefetch(
+                "aliases", queryset=ModelAlias.objects.select_related("version").order_by("alias")
+            ),
+        )
+        .filter(name=name)
+        .first()
+    )
     if model is None:
         raise NotFound(f"Registered Model with name={name} not found")
+    require_level(actor, model, level)
     return model
 
 
-def version_list(*, model: RegisteredModel | None = None) -> QuerySet:
-    """Live versions with model, tags and aliases prefetched, newest first."""
+def model_get_by_id(*, actor: Actor, pk: int, level: Level = Level.CAN_READ) -> RegisteredModel:
+    """As model_get, by the model's id (the Databricks routes name models by id)."""
+    model = RegisteredModel.objects.filter(pk=pk).first()
+    if model is None:
+        raise NotFound(f"Registered Model with id={pk} not found")
+    require_level(actor, model, level)
+    return model
+
+
+def version_list(*, actor: Actor, model: RegisteredModel | None = None) -> QuerySet:
+    """Live versions of the models the actor may see (or of one model), newest first."""
     qs = (
         ModelVersion.objects.live()
         .select_related("model", "created_by")
@@ -54,12 +82,15 @@ def version_list(*, model: RegisteredModel | None = None) -> QuerySet:
         )
     )
     if model is not None:
+        require_level(actor, model, Level.CAN_READ)
         qs = qs.filter(model=model)
+    else:
+        qs = qs.filter(model__in=visible_models(actor, RegisteredModel.objects.all()))
     return qs.order_by("model_id", "-version")
 
 
-def version_get(*, model: RegisteredModel, version: int) -> ModelVersion:
-    found = version_list(model=model).filter(version=version).first()
+def version_get(*, actor: Actor, model: RegisteredModel, version: int) -> ModelVersion:
+    found = version_list(actor=actor, model=model).filter(version=version).first()
     if found is None:
         raise NotFound(f"Model Version (name={model.name}, version={version}) not found")
     return found
@@ -76,24 +107,33 @@ def alias_get(*, model: RegisteredModel, alias: str) -> ModelAlias:
     return found
 
 
-def alias_state(*, model_name: str, alias: str) -> tuple[int, datetime, datetime, int] | None:
+def alias_state(
+    *, actor: Actor, model_name: str, alias: str
+) -> tuple[int, datetime, datetime, int] | None:
     """(version pk, version update time, model update time, model id) of an alias, in one query.
 
     Together they change whenever the alias's answer would: the alias moves (another version),
     the version changes (its update time), or the model is renamed or its aliases change (the
-    model's update time). The poll path reads only this to answer 304 Not Modified.
+    model's update time). The poll path reads only this to answer 304 Not Modified. None when
+    the model has no such alias; NotFound when the actor may not see the model.
     """
-    return (
+    state = (
         ModelVersion.objects.filter(
             aliases__model__name=model_name, aliases__alias=alias, deleted_at__isnull=True
         )
         .values_list("pk", "updated_at", "model__updated_at", "model_id")
         .first()
     )
+    if state is None:
+        model_get(actor=actor, name=model_name)  # NotFound for a model it may not see
+        return None
+    require_level(actor, RegisteredModel(pk=state[3], name=model_name), Level.CAN_READ)
+    return state
 
 
 def event_list(
     *,
+    viewer: Actor,
     model: str | None = None,
     version: int | None = None,
     types: list[str] | None = None,
@@ -101,8 +141,15 @@ def event_list(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet:
-    """History, oldest first; `model` matches the model's events under every name it had."""
+    """The history the viewer may see, oldest first.
+
+    `model` matches the model's events under every name it had. A viewer without a registry-wide
+    read grant sees the events of the models it may see now.
+    """
     qs = Event.objects.all()
+    if not sees_every_model(viewer):
+        visible = visible_models(viewer, RegisteredModel.objects.all())
+        qs = qs.filter(model_id__in=visible.values("pk"))
     if model:
         model_id = RegisteredModel.objects.filter(name=model).values_list("pk", flat=True).first()
         qs = qs.filter(model_id=model_id) if model_id is not None else qs.filter(model_name=model)

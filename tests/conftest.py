@@ -73,5 +73,12 @@ def api(user) -> APIClient:
 
 
 @pytest.fixture
+def admin_api(admin_user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user=admin_user)
+    return client
+
+
+@pytest.fixture
 def anon() -> APIClient:
     return APIClient()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import DataError, connection
 from django.http import HttpRequest, HttpResponse
 from rest_framework import exceptions
@@ -22,6 +23,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
+from accounts.actors import Actor
 from config.api import WWW_AUTHENTICATE, error_json
 from config.errors import DomainError, InvalidParameter, NotFound
 from registry import selectors
@@ -75,19 +77,18 @@ class AliasAnswer:
     body: bytes | None  # None when the caller already has this ETag
 
 
-def _authenticate(request: HttpRequest) -> None:
+def _authenticate(request: HttpRequest) -> Actor:
     """Authenticate as the DRF views do; raises NotAuthenticated / AuthenticationFailed."""
     drf_request = Request(request, authenticators=[auth() for auth in _AUTHENTICATORS])
-    if not drf_request.user.is_authenticated:
+    if not drf_request.user.is_authenticated and not settings.MODELGATE_ANONYMOUS_READ:
         raise exceptions.NotAuthenticated("Authentication credentials were not provided.")
-    request.user = drf_request.user
+    return Actor.from_request(drf_request)
 
 
-def alias_read(*, name: str, alias: str, known_etags: set[str]) -> AliasAnswer:
+def alias_read(*, actor: Actor, name: str, alias: str, known_etags: set[str]) -> AliasAnswer:
     """The alias's current answer; the body is left out when its ETag is in `known_etags`."""
-    state = selectors.alias_state(model_name=name, alias=alias)
+    state = selectors.alias_state(actor=actor, model_name=name, alias=alias)
     if state is None:
-        selectors.model_get(name=name)  # an unknown model is named as such
         raise NotFound(f"Registered model alias {alias} not found on model {name}.")
     version_pk, version_updated, model_updated, model_id = state
     etag = alias_etag(version_pk, version_updated, model_updated)
@@ -95,16 +96,15 @@ def alias_read(*, name: str, alias: str, known_etags: set[str]) -> AliasAnswer:
         return AliasAnswer(model_id, etag, None)
     body = _bodies.get(etag)
     if body is None:
-        version = selectors.version_list().get(pk=version_pk)
+        version = selectors.version_list(actor=actor).get(pk=version_pk)
         body = JSONRenderer().render(VersionOutSerializer(version).data)
         _bodies.put(etag, body)
     return AliasAnswer(model_id, etag, body)
 
 
-def _read_in_thread(request: HttpRequest | None, **kwargs: object) -> AliasAnswer:
-    if request is not None:
-        _authenticate(request)
-    return alias_read(**kwargs)  # type: ignore[arg-type]
+def _first_read(request: HttpRequest, **kwargs: Any) -> tuple[Actor, AliasAnswer]:
+    actor = _authenticate(request)
+    return actor, alias_read(actor=actor, **kwargs)
 
 
 def _release_connection() -> None:
@@ -171,8 +171,9 @@ async def alias_poll(request: HttpRequest, name: str, alias: str) -> HttpRespons
     known = if_none_match(request)
     # Thread-sensitive: the reads run on the request's own worker thread (and connection), which
     # Django closes when the request finishes; nothing is held while the request waits.
-    read = sync_to_async(_read_in_thread)
-    answer = await read(request, name=name, alias=alias, known_etags=known)
+    actor, answer = await sync_to_async(_first_read)(
+        request, name=name, alias=alias, known_etags=known
+    )
     if answer.body is not None or wait == 0:
         return render(answer)
     # Hand the database connection back (to the pool on PostgreSQL) before waiting: hundreds of
@@ -182,11 +183,12 @@ async def alias_poll(request: HttpRequest, name: str, alias: str) -> HttpRespons
     try:
         # Re-read after registering: a move committed before registration is seen here, one
         # committed after it wakes the waiter.
-        answer = await read(None, name=name, alias=alias, known_etags=known)
+        read = sync_to_async(alias_read)
+        answer = await read(actor=actor, name=name, alias=alias, known_etags=known)
         if answer.body is None:
             await sync_to_async(_release_connection)()
             if await watcher.wait(waiter, wait):
-                answer = await read(None, name=name, alias=alias, known_etags=known)
+                answer = await read(actor=actor, name=name, alias=alias, known_etags=known)
     finally:
         watcher.unregister(answer.model_id, waiter)
     return render(answer)

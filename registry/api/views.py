@@ -19,20 +19,32 @@ from config.api import SeqCursorPagination, validated
 from registry import selectors, services
 from registry.api import polling
 from registry.api import serializers as s
-from registry.models import ModelVersion
+from registry.models import ModelVersion, RegisteredModel
+from registry.permissions import Level, require_level, transition_level
 from registry.validation import parse_version_number
 
 MODEL_ORDERINGS = {"name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"}
 
 
 def _actor(request: Request) -> Actor:
-    return Actor.from_request(request)
+    """The request's actor, made once per request (it memoises permission look-ups)."""
+    actor = getattr(request, "_modelgate_actor", None)
+    if actor is None:
+        actor = Actor.from_request(request)
+        request._modelgate_actor = actor  # type: ignore[attr-defined]
+    return actor
 
 
-def _version(name: str, version: str) -> ModelVersion:
-    return selectors.version_get(
-        model=selectors.model_get(name=name), version=parse_version_number(version)
-    )
+def _model(request: Request, name: str, level: Level = Level.CAN_READ) -> RegisteredModel:
+    return selectors.model_get(actor=_actor(request), name=name, level=level)
+
+
+def _version(
+    request: Request, name: str, version: str, level: Level = Level.CAN_READ
+) -> ModelVersion:
+    actor = _actor(request)
+    model = selectors.model_get(actor=actor, name=name, level=level)
+    return selectors.version_get(actor=actor, model=model, version=parse_version_number(version))
 
 
 class ModelListCreateApi(generics.ListAPIView):
@@ -59,33 +71,35 @@ class ModelListCreateApi(generics.ListAPIView):
             raise exceptions.ValidationError(
                 {"ordering": [f"Expected one of {', '.join(sorted(MODEL_ORDERINGS))}."]}
             )
-        qs = selectors.model_list(name_contains=params.get("name", ""), tag=tag)
+        qs = selectors.model_list(
+            actor=_actor(self.request), name_contains=params.get("name", ""), tag=tag
+        )
         return qs.order_by(ordering, "pk")
 
     @extend_schema(request=s.ModelCreateInSerializer, responses={201: s.ModelOutSerializer})
     def post(self, request: Request) -> Response:
         data = validated(s.ModelCreateInSerializer, request.data)
         model = services.model_create(actor=_actor(request), **data)
-        model = selectors.model_get(name=model.name)
+        model = _model(request, model.name)
         return Response(s.ModelOutSerializer(model).data, status=status.HTTP_201_CREATED)
 
 
 class ModelDetailApi(APIView):
     @extend_schema(responses=s.ModelOutSerializer)
     def get(self, request: Request, name: str) -> Response:
-        return Response(s.ModelOutSerializer(selectors.model_get(name=name)).data)
+        return Response(s.ModelOutSerializer(_model(request, name)).data)
 
     @extend_schema(request=s.ModelUpdateInSerializer, responses=s.ModelOutSerializer)
     def patch(self, request: Request, name: str) -> Response:
         data = validated(s.ModelUpdateInSerializer, request.data)
         model = services.model_update(
-            model=selectors.model_get(name=name), actor=_actor(request), **data
+            model=_model(request, name, Level.CAN_EDIT), actor=_actor(request), **data
         )
-        return Response(s.ModelOutSerializer(selectors.model_get(name=model.name)).data)
+        return Response(s.ModelOutSerializer(_model(request, model.name)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, name: str) -> Response:
-        services.model_delete(model=selectors.model_get(name=name), actor=_actor(request))
+        services.model_delete(model=_model(request, name, Level.CAN_MANAGE), actor=_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -94,9 +108,9 @@ class ModelRenameApi(APIView):
     def post(self, request: Request, name: str) -> Response:
         data = validated(s.ModelRenameInSerializer, request.data)
         model = services.model_rename(
-            model=selectors.model_get(name=name), actor=_actor(request), **data
+            model=_model(request, name, Level.CAN_MANAGE), actor=_actor(request), **data
         )
-        return Response(s.ModelOutSerializer(selectors.model_get(name=model.name)).data)
+        return Response(s.ModelOutSerializer(_model(request, model.name)).data)
 
 
 class ModelTagApi(APIView):
@@ -104,13 +118,13 @@ class ModelTagApi(APIView):
     def put(self, request: Request, name: str, key: str) -> Response:
         data = validated(s.TagSetInSerializer, request.data)
         services.model_tag_set(
-            model=selectors.model_get(name=name), actor=_actor(request), key=key, **data
+            model=_model(request, name, Level.CAN_EDIT), actor=_actor(request), key=key, **data
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, name: str, key: str) -> Response:
-        model = selectors.model_get(name=name)
+        model = _model(request, name, Level.CAN_EDIT)
         if not services.model_tag_delete(model=model, actor=_actor(request), key=key):
             raise exceptions.NotFound(f"Model '{name}' has no tag '{key}'.")
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -120,33 +134,36 @@ class VersionListCreateApi(generics.ListAPIView):
     serializer_class = s.VersionOutSerializer
 
     def get_queryset(self) -> Any:
-        return selectors.version_list(model=selectors.model_get(name=self.kwargs["name"]))
+        actor = _actor(self.request)
+        return selectors.version_list(actor=actor, model=_model(self.request, self.kwargs["name"]))
 
     @extend_schema(request=s.VersionCreateInSerializer, responses={201: s.VersionOutSerializer})
     def post(self, request: Request, name: str) -> Response:
         data = validated(s.VersionCreateInSerializer, request.data)
-        model = selectors.model_get(name=name)
+        model = _model(request, name, Level.CAN_EDIT)
         version = services.version_create(model=model, actor=_actor(request), **data)
-        version = selectors.version_get(model=model, version=version.version)
+        version = selectors.version_get(actor=_actor(request), model=model, version=version.version)
         return Response(s.VersionOutSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
 class VersionDetailApi(APIView):
     @extend_schema(responses=s.VersionOutSerializer)
     def get(self, request: Request, name: str, version: str) -> Response:
-        return Response(s.VersionOutSerializer(_version(name, version)).data)
+        return Response(s.VersionOutSerializer(_version(request, name, version)).data)
 
     @extend_schema(request=s.VersionUpdateInSerializer, responses=s.VersionOutSerializer)
     def patch(self, request: Request, name: str, version: str) -> Response:
         data = validated(s.VersionUpdateInSerializer, request.data)
         updated = services.version_update(
-            version=_version(name, version), actor=_actor(request), **data
+            version=_version(request, name, version, Level.CAN_EDIT), actor=_actor(request), **data
         )
-        return Response(s.VersionOutSerializer(_version(name, str(updated.version))).data)
+        return Response(s.VersionOutSerializer(_version(request, name, str(updated.version))).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, name: str, version: str) -> Response:
-        services.version_delete(version=_version(name, version), actor=_actor(request))
+        services.version_delete(
+            version=_version(request, name, version, Level.CAN_MANAGE), actor=_actor(request)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -154,14 +171,18 @@ class VersionStageApi(APIView):
     @extend_schema(request=s.VersionStageInSerializer, responses=s.VersionOutSerializer)
     def post(self, request: Request, name: str, version: str) -> Response:
         data = validated(s.VersionStageInSerializer, request.data)
+        current = _version(request, name, version)
+        require_level(
+            _actor(request), current.model, transition_level(current.stage, data["stage"])
+        )
         moved = services.version_transition(
-            version=_version(name, version),
+            version=current,
             actor=_actor(request),
             stage=data["stage"],
             archive_existing=data["archive_existing_versions"],
             comment=data["comment"],
         )
-        return Response(s.VersionOutSerializer(_version(name, str(moved.version))).data)
+        return Response(s.VersionOutSerializer(_version(request, name, str(moved.version))).data)
 
 
 class VersionTagApi(APIView):
@@ -169,14 +190,17 @@ class VersionTagApi(APIView):
     def put(self, request: Request, name: str, version: str, key: str) -> Response:
         data = validated(s.TagSetInSerializer, request.data)
         services.version_tag_set(
-            version=_version(name, version), actor=_actor(request), key=key, **data
+            version=_version(request, name, version, Level.CAN_EDIT),
+            actor=_actor(request),
+            key=key,
+            **data,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, name: str, version: str, key: str) -> Response:
         found = services.version_tag_delete(
-            version=_version(name, version), actor=_actor(request), key=key
+            version=_version(request, name, version, Level.CAN_EDIT), actor=_actor(request), key=key
         )
         if not found:
             raise exceptions.NotFound(f"Version {version} of '{name}' has no tag '{key}'.")
@@ -188,7 +212,7 @@ class AliasListApi(generics.ListAPIView):
     pagination_class = None
 
     def get_queryset(self) -> Any:
-        return selectors.alias_list(model=selectors.model_get(name=self.kwargs["name"]))
+        return selectors.alias_list(model=_model(self.request, self.kwargs["name"]))
 
 
 class AliasDetailApi(APIView):
@@ -218,7 +242,7 @@ class AliasDetailApi(APIView):
     )
     def put(self, request: Request, name: str, alias: str) -> Response:
         data = validated(s.AliasSetInSerializer, request.data)
-        model = selectors.model_get(name=name)
+        model = _model(request, name, Level.CAN_EDIT)
         # Only the status code depends on this read; the move itself is decided under the lock.
         existed = selectors.alias_list(model=model).filter(alias=alias).exists()
         result = services.alias_set(model=model, alias=alias, actor=_actor(request), **data)
@@ -227,7 +251,7 @@ class AliasDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, name: str, alias: str) -> Response:
-        model = selectors.model_get(name=name)
+        model = _model(request, name, Level.CAN_EDIT)
         if not services.alias_delete(model=model, alias=alias, actor=_actor(request)):
             raise exceptions.NotFound(f"Registered model alias {alias} not found on model {name}.")
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -270,6 +294,7 @@ class EventListApi(generics.ListAPIView):
         version = params.get("version")
         types = [t for raw in params.getlist("type") for t in raw.split(",") if t]
         return selectors.event_list(
+            viewer=_actor(self.request),
             model=params.get("model"),
             version=parse_version_number(version) if version is not None else None,
             types=types or None,

@@ -9,8 +9,10 @@ from collections.abc import Iterable
 from django.db.models import F, Prefetch, QuerySet, Window, prefetch_related_objects
 from django.db.models.functions import RowNumber
 
+from accounts.actors import Actor
 from registry.choices import Stage
-from registry.models import ModelAlias, ModelVersion, ModelVersionTag
+from registry.models import ModelAlias, ModelVersion, ModelVersionTag, RegisteredModel
+from registry.permissions import sees_every_model, visible_models
 
 _STAGE_ORDER = {stage.value: index for index, stage in enumerate(Stage)}
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/]+)/(?P<version>\d+)/?$")
@@ -22,9 +24,12 @@ def _tags_prefetch() -> Prefetch:
     return Prefetch("tags", queryset=ModelVersionTag.objects.order_by("key"))
 
 
-def version_search_queryset() -> QuerySet[ModelVersion]:
-    """Live versions with the rows a search result renders; tags come from `with_tags`."""
-    return ModelVersion.objects.live().select_related("model", "created_by")
+def version_search_queryset(actor: Actor) -> QuerySet[ModelVersion]:
+    """Live versions of the models the actor may see; tags come from `with_tags`."""
+    qs = ModelVersion.objects.live().select_related("model", "created_by")
+    if not sees_every_model(actor):
+        qs = qs.filter(model__in=visible_models(actor, RegisteredModel.objects.all()))
+    return qs
 
 
 def with_tags(versions: list[ModelVersion]) -> list[ModelVersion]:

@@ -23,34 +23,42 @@ from registry.mlflow import reads, search
 from registry.mlflow.http import MlflowApi, Params, invalid, json_response
 from registry.mlflow.rendering import model_json, version_json
 from registry.models import ModelVersion, RegisteredModel
+from registry.permissions import Level, model_level, require_level, transition_level
 from registry.validation import parse_stage, parse_version_number
 
 _DEPLOYMENT_JOB_STATES = ("NOT_SET_UP", "CONNECTED", "NOT_FOUND", "REQUIRED_PARAMETERS_CHANGED")
 
 
 def _actor(request: Request) -> Actor:
-    return Actor.from_request(request, source=Source.MLFLOW)
+    """The request's actor, made once per request (it memoises permission look-ups)."""
+    actor = getattr(request, "_modelgate_actor", None)
+    if actor is None:
+        actor = Actor.from_request(request, source=Source.MLFLOW)
+        request._modelgate_actor = actor  # type: ignore[attr-defined]
+    return actor
 
 
-def _model(params: Params) -> RegisteredModel:
-    return selectors.model_get(name=params.required("name"))
+def _model(request: Request, params: Params, level: Level = Level.CAN_READ) -> RegisteredModel:
+    return selectors.model_get(actor=_actor(request), name=params.required("name"), level=level)
 
 
-def _version(params: Params) -> ModelVersion:
-    model = _model(params)
+def _version(request: Request, params: Params, level: Level = Level.CAN_READ) -> ModelVersion:
+    model = _model(request, params, level)
     number = parse_version_number(params.version("version"))
-    return selectors.version_get(model=model, version=number)
+    return selectors.version_get(actor=_actor(request), model=model, version=number)
 
 
-def _model_body(model: RegisteredModel) -> dict[str, Any]:
+def _model_body(request: Request, model: RegisteredModel) -> dict[str, Any]:
     """A freshly read model with its latest versions, as `{"registered_model": …}`."""
-    model = selectors.model_get(name=model.name)
+    model = selectors.model_get(actor=_actor(request), name=model.name)
     latest = reads.latest_versions([model.pk]).get(model.pk, [])
     return {"registered_model": model_json(model, latest)}
 
 
-def _version_body(version: ModelVersion) -> dict[str, Any]:
-    version = selectors.version_get(model=version.model, version=version.version)
+def _version_body(request: Request, version: ModelVersion) -> dict[str, Any]:
+    version = selectors.version_get(
+        actor=_actor(request), model=version.model, version=version.version
+    )
     return {"model_version": version_json(version, with_aliases=True)}
 
 
@@ -84,19 +92,19 @@ class RegisteredModelCreateApi(MlflowApi):
             deployment_job_id=_bounded(params, "deployment_job_id", 255) or "",
             deployment_job_state=_deployment_job_state(params) or "",
         )
-        return _model_body(model)
+        return _model_body(request, model)
 
 
 class RegisteredModelGetApi(MlflowApi):
     def get(self, request: Request, params: Params) -> dict[str, Any]:
-        model = _model(params)
+        model = _model(request, params)
         latest = reads.latest_versions([model.pk]).get(model.pk, [])
         return {"registered_model": model_json(model, latest)}
 
 
 class RegisteredModelUpdateApi(MlflowApi):
     def patch(self, request: Request, params: Params) -> dict[str, Any]:
-        model = _model(params)
+        model = _model(request, params, Level.CAN_EDIT)
         deployment_job_id = _bounded(params, "deployment_job_id", 255)
         deployment_job_state = _deployment_job_state(params)
         description = params.string("description")
@@ -110,26 +118,28 @@ class RegisteredModelUpdateApi(MlflowApi):
             deployment_job_id=deployment_job_id,
             deployment_job_state=deployment_job_state,
         )
-        return _model_body(model)
+        return _model_body(request, model)
 
 
 class RegisteredModelRenameApi(MlflowApi):
     def post(self, request: Request, params: Params) -> dict[str, Any]:
-        model = _model(params)
+        model = _model(request, params, Level.CAN_MANAGE)
         new_name = params.required("new_name")
         model = services.model_rename(model=model, actor=_actor(request), new_name=new_name)
-        return _model_body(model)
+        return _model_body(request, model)
 
 
 class RegisteredModelDeleteApi(MlflowApi):
     def delete(self, request: Request, params: Params) -> dict[str, Any]:
-        services.model_delete(model=_model(params), actor=_actor(request))
+        services.model_delete(
+            model=_model(request, params, Level.CAN_MANAGE), actor=_actor(request)
+        )
         return {}
 
 
-def _models_page(params: Params, *, filter_string: str | None) -> dict[str, Any]:
+def _models_page(request: Request, params: Params, *, filter_string: str | None) -> dict[str, Any]:
     page = search.search_models(
-        selectors.model_list(),
+        selectors.model_list(actor=_actor(request)),
         filter_string=filter_string,
         order_by=params.strings("order_by"),
         max_results=search.parse_max_results(params.raw("max_results"), "models"),
@@ -148,21 +158,21 @@ def _models_page(params: Params, *, filter_string: str | None) -> dict[str, Any]
 
 class RegisteredModelSearchApi(MlflowApi):
     def get(self, request: Request, params: Params) -> dict[str, Any]:
-        return _models_page(params, filter_string=params.string("filter"))
+        return _models_page(request, params, filter_string=params.string("filter"))
 
 
 class RegisteredModelListApi(MlflowApi):
     """The legacy `registered-models/list` of older protos: a search without a filter."""
 
     def get(self, request: Request, params: Params) -> dict[str, Any]:
-        return _models_page(params, filter_string=None)
+        return _models_page(request, params, filter_string=None)
 
 
 class LatestVersionsApi(MlflowApi):
     """`get-latest-versions`: POST first (what the client sends), GET as well."""
 
     def post(self, request: Request, params: Params) -> dict[str, Any]:
-        model = _model(params)
+        model = _model(request, params)
         stages = [parse_stage(stage, "stages") for stage in params.strings("stages")]
         if not stages:
             stages = list(Stage)
@@ -178,7 +188,7 @@ class LatestVersionsApi(MlflowApi):
 
 class RegisteredModelSetTagApi(MlflowApi):
     def post(self, request: Request, params: Params) -> dict[str, Any]:
-        model = _model(params)
+        model = _model(request, params, Level.CAN_EDIT)
         services.model_tag_set(
             model=model,
             actor=_actor(request),
@@ -190,7 +200,7 @@ class RegisteredModelSetTagApi(MlflowApi):
 
 class RegisteredModelDeleteTagApi(MlflowApi):
     def delete(self, request: Request, params: Params) -> dict[str, Any]:
-        model = _model(params)
+        model = _model(request, params, Level.CAN_EDIT)
         # Deleting a tag that is not there succeeds, as on MLflow.
         services.model_tag_delete(model=model, actor=_actor(request), key=params.required("key"))
         return {}
@@ -200,14 +210,14 @@ class RegisteredModelAliasApi(MlflowApi):
     """Set (POST), delete (DELETE) and read (GET, with ETag / If-None-Match) an alias."""
 
     def post(self, request: Request, params: Params) -> dict[str, Any]:
-        model = _model(params)
+        model = _model(request, params, Level.CAN_EDIT)
         alias = params.required("alias")
         version = parse_version_number(params.version("version"))
         services.alias_set(model=model, alias=alias, version=version, actor=_actor(request))
         return {}
 
     def delete(self, request: Request, params: Params) -> dict[str, Any]:
-        model = _model(params)
+        model = _model(request, params, Level.CAN_EDIT)
         # Deleting an alias that is not there succeeds, as on MLflow.
         services.alias_delete(model=model, alias=params.required("alias"), actor=_actor(request))
         return {}
@@ -215,9 +225,8 @@ class RegisteredModelAliasApi(MlflowApi):
     def get(self, request: Request, params: Params) -> dict[str, Any] | HttpResponse:
         name = params.required("name")
         alias = params.required("alias")
-        state = selectors.alias_state(model_name=name, alias=alias)
+        state = selectors.alias_state(actor=_actor(request), model_name=name, alias=alias)
         if state is None:
-            selectors.model_get(name=name)  # an unknown model is RESOURCE_DOES_NOT_EXIST
             # MLflow answers an unknown alias of a known model with INVALID_PARAMETER_VALUE.
             raise InvalidParameter(
                 f"Registered model alias {alias} not found.", fields={"alias": ["Not found."]}
@@ -227,7 +236,7 @@ class RegisteredModelAliasApi(MlflowApi):
         if etag in if_none_match(request):
             response = HttpResponse(status=304)
         else:
-            version = selectors.version_list().get(pk=state[0])
+            version = selectors.version_list(actor=_actor(request)).get(pk=state[0])
             response = json_response({"model_version": version_json(version, with_aliases=True)})
         response["ETag"] = etag
         response["Cache-Control"] = "no-cache"
@@ -248,12 +257,17 @@ def _check_source(source: str) -> None:
         raise invalid("source", source, "'..' path segments and NUL characters are not allowed")
 
 
-def _storage_location(source: str) -> str:
-    """For a `models:/name/N` source (copy_model_version), where that version's artifacts are."""
+def _storage_location(actor: Actor, source: str) -> str:
+    """For a `models:/name/N` source (copy_model_version), where that version's artifacts are.
+
+    The caller must be able to read the source model; one it may not see is "not found".
+    """
     target = reads.models_uri_target(source)
     if target is None:
         return ""
     found = ModelVersion.objects.live().filter(model__name=target[0], version=target[1]).first()
+    if found is not None and model_level(actor, found.model) < Level.CAN_READ:
+        found = None
     if found is None:
         raise InvalidParameter(
             f"Unable to fetch model from model URI source artifact location '{source}': "
@@ -287,13 +301,13 @@ class ModelVersionCreateApi(MlflowApi):
     def post(self, request: Request, params: Params) -> dict[str, Any]:
         name = params.required("name")
         source = params.required("source")
-        model = selectors.model_get(name=name)
+        model = selectors.model_get(actor=_actor(request), name=name, level=Level.CAN_EDIT)
         _check_source(source)
         version = services.version_create(
             model=model,
             actor=_actor(request),
             source=source,
-            storage_location=_storage_location(source),
+            storage_location=_storage_location(_actor(request), source),
             run_id=params.string("run_id") or "",
             run_link=params.string("run_link") or "",
             description=params.string("description") or "",
@@ -302,47 +316,50 @@ class ModelVersionCreateApi(MlflowApi):
             params=_model_params(params),
             metrics=_model_metrics(params),
         )
-        return _version_body(version)
+        return _version_body(request, version)
 
 
 class ModelVersionGetApi(MlflowApi):
     def get(self, request: Request, params: Params) -> dict[str, Any]:
-        return {"model_version": version_json(_version(params), with_aliases=True)}
+        return {"model_version": version_json(_version(request, params), with_aliases=True)}
 
 
 class ModelVersionUpdateApi(MlflowApi):
     def patch(self, request: Request, params: Params) -> dict[str, Any]:
-        version = _version(params)
+        version = _version(request, params, Level.CAN_EDIT)
         # MLflow sets the description it is given; an absent one clears it.
         version = services.version_update(
             version=version, actor=_actor(request), description=params.string("description") or ""
         )
-        return _version_body(version)
+        return _version_body(request, version)
 
 
 class ModelVersionTransitionStageApi(MlflowApi):
     def post(self, request: Request, params: Params) -> dict[str, Any]:
-        version = _version(params)
+        version = _version(request, params)
         stage = parse_stage(params.required("stage"))
+        require_level(_actor(request), version.model, transition_level(version.stage, stage))
         version = services.version_transition(
             version=version,
             stage=stage,
             actor=_actor(request),
             archive_existing=params.boolean("archive_existing_versions"),
         )
-        return _version_body(version)
+        return _version_body(request, version)
 
 
 class ModelVersionDeleteApi(MlflowApi):
     def delete(self, request: Request, params: Params) -> dict[str, Any]:
-        services.version_delete(version=_version(params), actor=_actor(request))
+        services.version_delete(
+            version=_version(request, params, Level.CAN_MANAGE), actor=_actor(request)
+        )
         return {}
 
 
 class ModelVersionSearchApi(MlflowApi):
     def get(self, request: Request, params: Params) -> dict[str, Any]:
         page = search.search_versions(
-            reads.version_search_queryset(),
+            reads.version_search_queryset(_actor(request)),
             filter_string=params.string("filter"),
             order_by=params.strings("order_by"),
             max_results=search.parse_max_results(params.raw("max_results"), "versions"),
@@ -359,12 +376,12 @@ class ModelVersionSearchApi(MlflowApi):
 
 class ModelVersionDownloadUriApi(MlflowApi):
     def get(self, request: Request, params: Params) -> dict[str, Any]:
-        return {"artifact_uri": reads.download_uri(_version(params))}
+        return {"artifact_uri": reads.download_uri(_version(request, params))}
 
 
 class ModelVersionSetTagApi(MlflowApi):
     def post(self, request: Request, params: Params) -> dict[str, Any]:
-        version = _version(params)
+        version = _version(request, params, Level.CAN_EDIT)
         services.version_tag_set(
             version=version,
             actor=_actor(request),
@@ -376,7 +393,7 @@ class ModelVersionSetTagApi(MlflowApi):
 
 class ModelVersionDeleteTagApi(MlflowApi):
     def delete(self, request: Request, params: Params) -> dict[str, Any]:
-        version = _version(params)
+        version = _version(request, params, Level.CAN_EDIT)
         # Deleting a tag that is not there succeeds, as on MLflow.
         services.version_tag_delete(
             version=version, actor=_actor(request), key=params.required("key")

@@ -10,6 +10,7 @@ from registry.services.models import (
     model_tag_set,
     model_update,
 )
+from registry.services.permissions import permissions_of, permissions_update
 from registry.services.versions import (
     version_create,
     version_delete,
@@ -29,6 +30,8 @@ __all__ = [
     "model_tag_delete",
     "model_tag_set",
     "model_update",
+    "permissions_of",
+    "permissions_update",
     "version_create",
     "version_delete",
     "version_tag_delete",

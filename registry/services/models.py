@@ -8,6 +8,8 @@ from config.errors import AlreadyExists
 from registry.choices import EventType
 from registry.events import event_record, model_snapshot
 from registry.models import RegisteredModel, RegisteredModelTag
+from registry.permissions import require_create_models
+from registry.services.permissions import creator_grant
 from registry.validation import validate_model_name, validate_tag, validate_tags
 
 
@@ -37,7 +39,8 @@ def model_create(
     deployment_job_id: str = "",
     deployment_job_state: str = "",
 ) -> RegisteredModel:
-    """Register a new model name."""
+    """Register a new model name; its creator gets the configured level on it."""
+    require_create_models(actor)
     name = validate_model_name(name)
     tag_values = validate_tags(tags)
     if _name_taken(name):
@@ -59,6 +62,7 @@ def model_create(
     RegisteredModelTag.objects.bulk_create(
         RegisteredModelTag(model=model, key=key, value=value) for key, value in tag_values.items()
     )
+    creator_grant(model=model, actor=actor)
     event_record(
         type=EventType.MODEL_CREATED, actor=actor, model=model, after=model_snapshot(model)
     )

@@ -1,0 +1,214 @@
+"""Permission levels on registered models: who may see and do what.
+
+Five levels, as Databricks has them, each including the ones before:
+
+    CAN_READ < CAN_EDIT < CAN_MANAGE_STAGING_VERSIONS < CAN_MANAGE_PRODUCTION_VERSIONS < CAN_MANAGE
+
+A grant gives one level to a user or a group, on one model (a django-guardian row in the
+model's direct foreign-key tables) or registry-wide (the same codename as a global Django
+permission). A user's level on a model is the highest of their own grants, their groups' grants
+and the registry-wide grants; superusers have CAN_MANAGE everywhere. An API token may narrow that
+further: a read-only token never exceeds CAN_READ, and a token limited to some models sees only
+those. Every selector that hands out a model asks this module first, so no door can forget.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.auth.models import Permission
+from django.db.models import Q, QuerySet
+
+from config.errors import NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from accounts.actors import Actor
+    from registry.models import RegisteredModel
+
+
+class Level(IntEnum):
+    NONE = 0
+    CAN_READ = 1
+    CAN_EDIT = 2
+    CAN_MANAGE_STAGING_VERSIONS = 3
+    CAN_MANAGE_PRODUCTION_VERSIONS = 4
+    CAN_MANAGE = 5
+
+    @property
+    def codename(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_codename(cls, codename: str) -> Level:
+        return cls[codename.upper()]
+
+    @classmethod
+    def parse(cls, value: object) -> Level:
+        """A level from its API name (`CAN_EDIT`); ValueError for anything else."""
+        try:
+            level = cls[str(value).strip().upper()]
+        except KeyError:
+            raise ValueError(value) from None
+        if level is cls.NONE:
+            raise ValueError(value)
+        return level
+
+
+GRANTABLE = [level for level in Level if level is not Level.NONE]
+LEVEL_CODENAMES = [level.codename for level in GRANTABLE]
+LEVEL_DESCRIPTIONS = {
+    Level.CAN_READ: "See the model, its versions, aliases and history; request transitions; "
+    "comment.",
+    Level.CAN_EDIT: "Also create versions, edit descriptions and tags, set unprotected aliases.",
+    Level.CAN_MANAGE_STAGING_VERSIONS: "Also transition, approve and reject among None, "
+    "Staging and Archived.",
+    Level.CAN_MANAGE_PRODUCTION_VERSIONS: "Also transition, approve and reject to and from "
+    "Production.",
+    Level.CAN_MANAGE: "Also rename, delete, change permissions and webhooks of the model, and "
+    "cancel others' requests.",
+}
+CREATE_MODELS_CODENAME = "add_registeredmodel"
+
+
+def _grant_models() -> tuple[Any, Any]:
+    from registry.models import RegisteredModelGroupGrant, RegisteredModelUserGrant
+
+    return RegisteredModelUserGrant, RegisteredModelGroupGrant
+
+
+def _codename_level(codenames: Any) -> Level:
+    return max((Level.from_codename(c) for c in codenames), default=Level.NONE)
+
+
+def _is_anonymous(actor: Actor) -> bool:
+    return actor.user is None and not actor.is_system
+
+
+def registry_level(actor: Actor) -> Level:
+    """The actor's registry-wide level, before any token narrowing (cached on the actor)."""
+    cached = actor.cache.get("registry_level")
+    if cached is not None:
+        return cached
+    user = actor.user
+    if actor.is_system or (user is not None and user.is_active and user.is_superuser):
+        level = Level.CAN_MANAGE
+    elif user is None:
+        level = Level.CAN_READ if settings.MODELGATE_ANONYMOUS_READ else Level.NONE
+    elif not user.is_active:
+        level = Level.NONE
+    else:
+        level = _codename_level(
+            Permission.objects.filter(
+                Q(user=user) | Q(group__user=user),
+                content_type__app_label="registry",
+                codename__in=LEVEL_CODENAMES,
+            ).values_list("codename", flat=True)
+        )
+    actor.cache["registry_level"] = level
+    return level
+
+
+def _token_model_ids(actor: Actor) -> set[int]:
+    """The models a token is limited to (empty: not limited); cached on the actor."""
+    if actor.token is None:
+        return set()
+    allowed = actor.cache.get("token_model_ids")
+    if allowed is None:
+        allowed = set(actor.token.models.values_list("pk", flat=True))
+        actor.cache["token_model_ids"] = allowed
+    return allowed
+
+
+def model_level(actor: Actor, model: RegisteredModel) -> Level:
+    """The actor's effective level on one model (NONE when it may not even see it).
+
+    One query at most: the user's and their groups' grants on the model, and the registry-wide
+    grants, in a single UNION; none for superusers and the system.
+    """
+    limited = _token_model_ids(actor)
+    if limited and model.pk not in limited:
+        return Level.NONE
+    level = registry_level(actor)
+    user = actor.user
+    if level < Level.CAN_MANAGE and user is not None and user.is_active:
+        user_grants, group_grants = _grant_models()
+        own = user_grants.objects.filter(user=user, content_object=model).values_list(
+            "permission__codename", flat=True
+        )
+        groups = group_grants.objects.filter(group__user=user, content_object=model).values_list(
+            "permission__codename", flat=True
+        )
+        level = max(level, _codename_level(own.union(groups, all=True)))
+    if actor.token is not None and actor.token.read_only:
+        level = min(level, Level.CAN_READ)
+    return level
+
+
+def sees_every_model(actor: Actor) -> bool:
+    """A registry-wide reader not narrowed by a token: lists need no per-model filter."""
+    return registry_level(actor) >= Level.CAN_READ and not _token_model_ids(actor)
+
+
+def visible_models(actor: Actor, queryset: QuerySet) -> QuerySet:
+    """Narrow a RegisteredModel queryset to the models the actor may see."""
+    if registry_level(actor) < Level.CAN_READ:
+        user = actor.user
+        if user is None or not user.is_active:
+            return queryset.none()
+        user_grants, group_grants = _grant_models()
+        queryset = queryset.filter(
+            Q(pk__in=user_grants.objects.filter(user=user).values("content_object_id"))
+            | Q(pk__in=group_grants.objects.filter(group__user=user).values("content_object_id"))
+        )
+    limited = _token_model_ids(actor)
+    if limited:
+        queryset = queryset.filter(pk__in=limited)
+    return queryset
+
+
+def require_level(actor: Actor, model: RegisteredModel, level: Level) -> Level:
+    """Check the actor may do something needing `level` on `model`.
+
+    NotFound when it may not see the model at all (no existence oracle), PermissionDenied when
+    it may see it but not do this.
+    """
+    have = model_level(actor, model)
+    if have < Level.CAN_READ:
+        raise NotFound(f"Registered Model with name={model.name} not found")
+    if have < level:
+        if actor.token is not None and actor.token.read_only and level > Level.CAN_READ:
+            raise PermissionDenied("This API token is read-only.")
+        raise PermissionDenied(
+            f"{level.name} on registered model '{model.name}' is needed for this; "
+            f"you have {have.name}."
+        )
+    return have
+
+
+def transition_level(from_stage: str, to_stage: str) -> Level:
+    """Moving into or out of Production needs the production level; the rest the staging one."""
+    if "Production" in (from_stage, to_stage):
+        return Level.CAN_MANAGE_PRODUCTION_VERSIONS
+    return Level.CAN_MANAGE_STAGING_VERSIONS
+
+
+def can_create_models(actor: Actor) -> bool:
+    if actor.is_system:
+        return True
+    user = actor.user
+    if user is None or not user.is_active:
+        return False
+    if actor.token is not None and (actor.token.read_only or actor.token.models.exists()):
+        return False  # a read-only token writes nothing; a model-limited one only its models
+    if user.is_superuser or settings.MODELGATE_ANY_USER_CAN_CREATE_MODELS:
+        return True
+    return user.has_perm(f"registry.{CREATE_MODELS_CODENAME}")
+
+
+def require_create_models(actor: Actor) -> None:
+    if not can_create_models(actor):
+        if actor.token is not None:
+            raise PermissionDenied("This API token may not create registered models.")
+        raise PermissionDenied("You may not create registered models.")
