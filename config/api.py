@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import DataError
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, serializers
+from rest_framework import exceptions, permissions, serializers
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
 
@@ -92,6 +93,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     request = context.get("request")
     logger.error("unhandled error in %s", getattr(request, "path", "?"), exc_info=exc)
     return error_response(500, "internal_error", "Internal server error; it has been logged.")
+
+
+class AuthenticatedOrAnonymousRead(permissions.BasePermission):
+    """Signed-in callers pass (the selectors decide per model); anonymous ones only read, and only
+    when MODELGATE_ANONYMOUS_READ is on."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        if request.user is not None and request.user.is_authenticated:
+            return True
+        return settings.MODELGATE_ANONYMOUS_READ and request.method in permissions.SAFE_METHODS
 
 
 class InputSerializer(serializers.Serializer):

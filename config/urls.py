@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health
 from registry.mlflow.urls import fallback_patterns as mlflow_fallback
+from registry.mlflow.urls import permission_patterns as databricks_permissions
 
 admin.site.site_header = "Modelgate"
 admin.site.site_title = "Modelgate"
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/2.0/mlflow/", include("registry.mlflow.urls")),
     path("ajax-api/2.0/mlflow/", include("registry.mlflow.urls")),
     path("api/2.0/preview/mlflow/", include("registry.mlflow.urls")),
+    path("api/2.0/permissions/", include(databricks_permissions)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # Admin and API-docs assets, collected at start-up. They are few and small; a proxy or CDN

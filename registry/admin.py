@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from accounts.actors import Actor, Source
 from config.errors import DomainError
-from registry import services
+from registry import selectors, services
 from registry.choices import Stage
 from registry.models import (
     Event,
@@ -22,6 +22,13 @@ from registry.models import (
     ModelVersionTag,
     RegisteredModel,
     RegisteredModelTag,
+)
+from registry.permissions import (
+    Level,
+    can_create_models,
+    model_level,
+    transition_level,
+    visible_models,
 )
 from registry.services.versions import ARCHIVING_TARGETS
 from registry.validation import validate_model_name
@@ -63,7 +70,52 @@ class VersionInline(ReadOnlyInline):
 
 
 class ServiceAdminMixin:
-    """Turns a refused service call into an admin error message instead of a 500."""
+    """Admin screens over the registry services, limited to what the staff member's grants allow.
+
+    Superusers see everything; other staff see the models they may read and act as their level
+    allows: edit with CAN_EDIT, rename and delete with CAN_MANAGE, stages with the staging or
+    production level. A refused service call is an admin error message, not a 500.
+    """
+
+    def actor(self, request: HttpRequest) -> Actor:
+        actor = getattr(request, "_modelgate_admin_actor", None)
+        if actor is None:
+            actor = admin_actor(request)
+            request._modelgate_admin_actor = actor  # type: ignore[attr-defined]
+        return actor
+
+    def registered_model(self, obj: Any) -> RegisteredModel:
+        return obj if isinstance(obj, RegisteredModel) else obj.model
+
+    def level(self, request: HttpRequest, obj: Any) -> Level:
+        return model_level(self.actor(request), self.registered_model(obj))
+
+    def _staff(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._staff(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._staff(request) and (obj is None or self.level(request, obj) >= Level.CAN_READ)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._staff(request) and (obj is None or self.level(request, obj) >= Level.CAN_EDIT)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._staff(request) and (
+            obj is None or self.level(request, obj) >= Level.CAN_MANAGE
+        )
+
+    def refuse(self, request: HttpRequest, obj: Any, needed: Level) -> bool:
+        """True (and an error message) when the staff member lacks `needed` on obj's model."""
+        have = self.level(request, obj)
+        if have >= needed:
+            return False
+        self.message_user(  # type: ignore[attr-defined]
+            request, f"{obj}: {needed.name} is needed; you have {have.name}.", messages.ERROR
+        )
+        return True
 
     def construct_change_message(
         self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
@@ -74,7 +126,7 @@ class ServiceAdminMixin:
 
     def run_service(self, request: HttpRequest, call: Any, **kwargs: Any) -> bool:
         try:
-            call(actor=admin_actor(request), **kwargs)
+            call(actor=self.actor(request), **kwargs)
         except DomainError as exc:
             self.message_user(request, exc.message, level=messages.ERROR)  # type: ignore[attr-defined]
             return False
@@ -103,6 +155,18 @@ class RegisteredModelAdmin(ServiceAdminMixin, admin.ModelAdmin):
     fields = ["name", "description", *readonly_fields]
     inlines = [ModelTagInline, AliasInline, VersionInline]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return visible_models(self.actor(request), super().get_queryset(request))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._staff(request) and can_create_models(self.actor(request))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and self.level(request, obj) < Level.CAN_MANAGE:
+            fields.append("name")  # renaming needs CAN_MANAGE
+        return fields
+
     @admin.display(description="History")
     def history_link(self, obj: RegisteredModel) -> str:
         if obj.pk is None:
@@ -113,7 +177,7 @@ class RegisteredModelAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: RegisteredModel, form: Any, change: bool
     ) -> None:
-        actor = admin_actor(request)
+        actor = self.actor(request)
         if not change:
             created = services.model_create(name=obj.name, description=obj.description, actor=actor)
             obj.pk = created.pk
@@ -128,11 +192,12 @@ class RegisteredModelAdmin(ServiceAdminMixin, admin.ModelAdmin):
         """Inlines are read-only: nothing to save besides what save_model did."""
 
     def delete_model(self, request: HttpRequest, obj: RegisteredModel) -> None:
-        services.model_delete(model=obj, actor=admin_actor(request))
+        services.model_delete(model=obj, actor=self.actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for model in queryset:
-            services.model_delete(model=model, actor=admin_actor(request))
+            if not self.refuse(request, model, Level.CAN_MANAGE):
+                services.model_delete(model=model, actor=self.actor(request))
 
 
 class VersionForm(forms.ModelForm):
@@ -144,11 +209,18 @@ class VersionForm(forms.ModelForm):
         model = ModelVersion
         fields = ["description", "stage"]
 
+    # Set by ModelVersionAdmin.get_form: the editor's level on the version's model.
+    editor_level: Level = Level.NONE
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         stage = cleaned.get("stage")
         if cleaned.get("archive_existing_versions") and stage not in ARCHIVING_TARGETS:
             self.add_error("archive_existing_versions", "Only for Staging or Production.")
+        if stage and stage != self.instance.stage:
+            needed = transition_level(self.instance.stage, stage)
+            if self.editor_level < needed:
+                self.add_error("stage", f"Moving to or from this stage needs {needed.name}.")
         return cleaned
 
 
@@ -181,12 +253,26 @@ class ModelVersionAdmin(ServiceAdminMixin, admin.ModelAdmin):
     actions = ["archive_versions"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
+        visible = visible_models(self.actor(request), RegisteredModel.objects.all())
         return (
             super()
             .get_queryset(request)
-            .filter(deleted_at__isnull=True)
+            .filter(deleted_at__isnull=True, model__in=visible)
             .prefetch_related("aliases")
         )
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.editor_level = self.level(request, obj) if obj is not None else Level.NONE  # type: ignore[attr-defined]
+        return form
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and self.level(request, obj) < Level.CAN_MANAGE_STAGING_VERSIONS:
+            fields.append("stage")
+        return fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # versions come from pipelines (API or mlflow client), not by hand
@@ -196,7 +282,7 @@ class ModelVersionAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return ", ".join(alias.alias for alias in obj.aliases.all()) or "-"
 
     def save_model(self, request: HttpRequest, obj: ModelVersion, form: Any, change: bool) -> None:
-        actor = admin_actor(request)
+        actor = self.actor(request)
         stored = ModelVersion.objects.select_related("model").get(pk=obj.pk)
         if obj.description != stored.description:
             services.version_update(version=stored, description=obj.description, actor=actor)
@@ -212,16 +298,18 @@ class ModelVersionAdmin(ServiceAdminMixin, admin.ModelAdmin):
         """Inlines are read-only: nothing to save besides what save_model did."""
 
     def delete_model(self, request: HttpRequest, obj: ModelVersion) -> None:
-        services.version_delete(version=obj, actor=admin_actor(request))
+        services.version_delete(version=obj, actor=self.actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for version in queryset.select_related("model"):
-            services.version_delete(version=version, actor=admin_actor(request))
+            if not self.refuse(request, version, Level.CAN_MANAGE):
+                services.version_delete(version=version, actor=self.actor(request))
 
     @admin.action(description="Archive the selected versions")
     def archive_versions(self, request: HttpRequest, queryset: QuerySet) -> None:
         done = sum(
-            self.run_service(
+            not self.refuse(request, version, transition_level(version.stage, Stage.ARCHIVED))
+            and self.run_service(
                 request, services.version_transition, version=version, stage=Stage.ARCHIVED
             )
             for version in queryset.select_related("model")
@@ -238,6 +326,15 @@ class EventAdmin(admin.ModelAdmin):
     search_fields = ["model_name", "actor_name", "request_id"]
     date_hierarchy = "created_at"
     ordering = ["-seq"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.event_list(viewer=admin_actor(request)).order_by("-seq")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in Event._meta.fields]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db.models import Prefetch, QuerySet
 
 from accounts.actors import Actor
@@ -14,9 +17,17 @@ from registry.models import (
     ModelVersion,
     ModelVersionTag,
     RegisteredModel,
+    RegisteredModelGroupGrant,
     RegisteredModelTag,
+    RegisteredModelUserGrant,
 )
-from registry.permissions import Level, require_level, sees_every_model, visible_models
+from registry.permissions import (
+    LEVEL_CODENAMES,
+    Level,
+    require_level,
+    sees_every_model,
+    visible_models,
+)
 
 
 def model_list(
@@ -164,3 +175,55 @@ def event_list(
     if until is not None:
         qs = qs.filter(created_at__lt=until)
     return qs.order_by("seq")
+
+
+ROOT_OBJECT = "/registered-models/"
+
+
+def permissions_acl(*, model: RegisteredModel) -> list[dict[str, Any]]:
+    """Who may do what on a model, in the Databricks ACL shape.
+
+    Each entry names a user or a group with `all_permissions`: its direct grant on the model
+    (`inherited: false`) and registry-wide grants and superuser status (`inherited: true`, from
+    the root object). The caller must have been checked for CAN_MANAGE.
+    """
+    entries: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def add(kind: str, name: str, level: str, inherited: bool) -> None:
+        permission: dict[str, Any] = {"permission_level": level, "inherited": inherited}
+        if inherited:
+            permission["inherited_from_object"] = [ROOT_OBJECT]
+        entries.setdefault((kind, name), []).append(permission)
+
+    for name, codename in RegisteredModelUserGrant.objects.filter(content_object=model).values_list(
+        "user__username", "permission__codename"
+    ):
+        add("user_name", name, codename.upper(), False)
+    for name, codename in RegisteredModelGroupGrant.objects.filter(
+        content_object=model
+    ).values_list("group__name", "permission__codename"):
+        add("group_name", name, codename.upper(), False)
+    registry_wide = Permission.objects.filter(
+        content_type__app_label="registry", codename__in=LEVEL_CODENAMES
+    )
+    for name, codename in registry_wide.filter(user__isnull=False).values_list(
+        "user__username", "codename"
+    ):
+        add("user_name", name, codename.upper(), True)
+    for name, codename in registry_wide.filter(group__isnull=False).values_list(
+        "group__name", "codename"
+    ):
+        add("group_name", name, codename.upper(), True)
+    for name in (
+        get_user_model()
+        .objects.filter(is_superuser=True, is_active=True)
+        .values_list("username", flat=True)
+    ):
+        add("user_name", name, Level.CAN_MANAGE.name, True)
+    acl = []
+    for (kind, name), permissions in sorted(entries.items()):
+        entry: dict[str, Any] = {kind: name, "all_permissions": permissions}
+        if kind == "user_name":
+            entry["display_name"] = name
+        acl.append(entry)
+    return acl

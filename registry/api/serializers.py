@@ -174,3 +174,10 @@ class AliasSetInSerializer(InputSerializer):
     expected_version = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=1, max_value=2**31 - 1
     )
+
+
+class PermissionsInSerializer(InputSerializer):
+    access_control_list = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="[{user_name | group_name, permission_level}]; PUT replaces, PATCH merges.",
+    )

@@ -1,11 +1,16 @@
 from django.urls import path
 
-from registry.api import views
+from registry.api import permissions, views
 
 urlpatterns = [
     path("models/", views.ModelListCreateApi.as_view(), name="model-list"),
     path("models/<str:name>/", views.ModelDetailApi.as_view(), name="model-detail"),
     path("models/<str:name>/rename/", views.ModelRenameApi.as_view(), name="model-rename"),
+    path(
+        "models/<str:name>/permissions/",
+        permissions.ModelPermissionsApi.as_view(),
+        name="model-permissions",
+    ),
     path("models/<str:name>/tags/<str:key>/", views.ModelTagApi.as_view(), name="model-tag"),
     path(
         "models/<str:name>/versions/",

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.decorators import method_decorator
@@ -27,7 +28,7 @@ from config.errors import MLFLOW_STATUS, DomainError, InvalidParameter
 
 logger = logging.getLogger(__name__)
 
-_HANDLED_METHODS = ("get", "post", "patch", "delete")
+_HANDLED_METHODS = ("get", "post", "put", "patch", "delete")
 WWW_AUTHENTICATE = 'Basic realm="modelgate"'
 
 
@@ -253,7 +254,8 @@ def authenticate(request: HttpRequest) -> Request:
         ) from None
     except exceptions.APIException as exc:
         raise MlflowError("UNAUTHENTICATED", str(exc.detail), 401) from None
-    if user is None or not user.is_authenticated:
+    anonymous_read = settings.MODELGATE_ANONYMOUS_READ and request.method in ("GET", "HEAD")
+    if (user is None or not user.is_authenticated) and not anonymous_read:
         raise MlflowError(
             "UNAUTHENTICATED",
             "Authentication required: use HTTP Basic (MLFLOW_TRACKING_USERNAME / "

@@ -5,7 +5,7 @@ as the Databricks extensions, can be included before it)."""
 
 from django.urls import path, re_path
 
-from registry.mlflow import views
+from registry.mlflow import databricks, views
 from registry.mlflow.http import endpoint_not_found
 
 urlpatterns = [
@@ -29,6 +29,17 @@ urlpatterns = [
     path("model-versions/get-download-uri", views.ModelVersionDownloadUriApi.as_view()),
     path("model-versions/set-tag", views.ModelVersionSetTagApi.as_view()),
     path("model-versions/delete-tag", views.ModelVersionDeleteTagApi.as_view()),
+    # Databricks extensions
+    path("databricks/registered-models/get", databricks.DatabricksModelGetApi.as_view()),
+]
+
+# Databricks permissions API, under /api/2.0/permissions/.
+permission_patterns = [
+    path(
+        "registered-models/<str:model_id>/permissionLevels",
+        databricks.DatabricksPermissionLevelsApi.as_view(),
+    ),
+    path("registered-models/<str:model_id>", databricks.DatabricksModelPermissionsApi.as_view()),
 ]
 
 # Every path under the MLflow prefixes that nothing else answered.
