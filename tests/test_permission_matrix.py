@@ -1,0 +1,475 @@
+"""Every API route by every role: the expected status, and nothing changed by a refused write.
+
+The routes come from the URL configuration itself: a route that is not in MATRIX fails
+`test_every_route_is_in_the_matrix`, so a new door cannot be added without saying who may use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts.actors import Actor
+from accounts.models import ApiToken
+from accounts.tokens import token_create
+from registry import services
+from registry.models import (
+    Event,
+    ModelAlias,
+    ModelVersion,
+    ModelVersionTag,
+    RegisteredModel,
+    RegisteredModelGroupGrant,
+    RegisteredModelTag,
+    RegisteredModelUserGrant,
+)
+from registry.permissions import Level
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "matrix-password-1"
+
+# What a route needs: a level on the model "m", or one of these.
+ANY_USER = "any signed-in caller"  # lists, searches: filtered, never refused
+CREATE = "may create models"
+OWN_TOKENS = "manages own tokens (not with a token)"
+PUBLIC = "no authentication"
+DOCS = "no authentication, but wrong credentials are refused"
+
+
+@dataclass(frozen=True)
+class Route:
+    needs: Level | str
+    request: Callable[[dict[str, Any]], tuple[str, Any]]  # ctx → (path, body or query)
+    write: bool = True
+
+
+def _q(path: str, **query: Any) -> Callable[[dict[str, Any]], tuple[str, Any]]:
+    return lambda ctx: (path.format(**ctx), {k: v.format(**ctx) for k, v in query.items()})
+
+
+def _b(path: str, body: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[str, Any]]:
+    return lambda ctx: (path.format(**ctx), body)
+
+
+def _read(needs: Level | str, path: str, **query: Any) -> Route:
+    return Route(needs, _q(path, **query), write=False)
+
+
+def _own_token_path(ctx: dict[str, Any]) -> tuple[str, Any]:
+    return f"/api/v1/tokens/{ctx['own_token_id']}/", None
+
+
+def _acl(ctx: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "access_control_list": [
+            {"user_name": ctx["caller"] or "nobody", "permission_level": "CAN_MANAGE"}
+        ]
+    }
+
+
+MLF = "/api/2.0/mlflow/"
+V1 = "/api/v1/"
+
+MATRIX: dict[str, dict[str, Route]] = {
+    # native API
+    "api/v1/models/": {
+        "GET": _read(ANY_USER, V1 + "models/"),
+        "POST": Route(CREATE, _b(V1 + "models/", {"name": "brand-new"})),
+    },
+    "api/v1/models/<str:name>/": {
+        "GET": _read(Level.CAN_READ, V1 + "models/m/"),
+        "PATCH": Route(Level.CAN_EDIT, _b(V1 + "models/m/", {"description": "x"})),
+        "DELETE": Route(Level.CAN_MANAGE, _q(V1 + "models/m/")),
+    },
+    "api/v1/models/<str:name>/rename/": {
+        "POST": Route(Level.CAN_MANAGE, _b(V1 + "models/m/rename/", {"new_name": "m2"})),
+    },
+    "api/v1/models/<str:name>/permissions/": {
+        "GET": _read(Level.CAN_MANAGE, V1 + "models/m/permissions/"),
+        "PUT": Route(Level.CAN_MANAGE, lambda ctx: (V1 + "models/m/permissions/", _acl(ctx))),
+        "PATCH": Route(Level.CAN_MANAGE, lambda ctx: (V1 + "models/m/permissions/", _acl(ctx))),
+    },
+    "api/v1/models/<str:name>/tags/<str:key>/": {
+        "PUT": Route(Level.CAN_EDIT, _b(V1 + "models/m/tags/k/", {"value": "new"})),
+        "DELETE": Route(Level.CAN_EDIT, _q(V1 + "models/m/tags/k/")),
+    },
+    "api/v1/models/<str:name>/versions/": {
+        "GET": _read(Level.CAN_READ, V1 + "models/m/versions/"),
+        "POST": Route(Level.CAN_EDIT, _b(V1 + "models/m/versions/", {"source": "s3://b/9"})),
+    },
+    "api/v1/models/<str:name>/versions/<str:version>/": {
+        "GET": _read(Level.CAN_READ, V1 + "models/m/versions/1/"),
+        "PATCH": Route(Level.CAN_EDIT, _b(V1 + "models/m/versions/1/", {"description": "x"})),
+        "DELETE": Route(Level.CAN_MANAGE, _q(V1 + "models/m/versions/1/")),
+    },
+    "api/v1/models/<str:name>/versions/<str:version>/stage/": {
+        "POST": Route(
+            Level.CAN_MANAGE_STAGING_VERSIONS,
+            _b(V1 + "models/m/versions/1/stage/", {"stage": "Staging"}),
+        ),
+    },
+    "api/v1/models/<str:name>/versions/<str:version>/tags/<str:key>/": {
+        "PUT": Route(Level.CAN_EDIT, _b(V1 + "models/m/versions/1/tags/k/", {"value": "new"})),
+        "DELETE": Route(Level.CAN_EDIT, _q(V1 + "models/m/versions/1/tags/k/")),
+    },
+    "api/v1/models/<str:name>/aliases/": {
+        "GET": _read(Level.CAN_READ, V1 + "models/m/aliases/"),
+    },
+    "api/v1/models/<str:name>/aliases/<str:alias>/": {
+        "GET": _read(Level.CAN_READ, V1 + "models/m/aliases/prod/"),
+        "PUT": Route(Level.CAN_EDIT, _b(V1 + "models/m/aliases/prod/", {"version": 2})),
+        "DELETE": Route(Level.CAN_EDIT, _q(V1 + "models/m/aliases/prod/")),
+    },
+    "api/v1/events/": {"GET": _read(ANY_USER, V1 + "events/")},
+    "api/v1/tokens/": {
+        "GET": _read(ANY_USER, V1 + "tokens/"),
+        "POST": Route(OWN_TOKENS, _b(V1 + "tokens/", {"name": "new"})),
+    },
+    "api/v1/tokens/<int:pk>/": {
+        "GET": Route(ANY_USER, _own_token_path, write=False),
+        "DELETE": Route(OWN_TOKENS, _own_token_path),
+    },
+    # MLflow routes (the same views serve ajax-api/2.0/mlflow/ and api/2.0/preview/mlflow/)
+    "api/2.0/mlflow/registered-models/create": {
+        "POST": Route(CREATE, _b(MLF + "registered-models/create", {"name": "brand-new"})),
+    },
+    "api/2.0/mlflow/registered-models/get": {
+        "GET": _read(Level.CAN_READ, MLF + "registered-models/get", name="m"),
+    },
+    "api/2.0/mlflow/registered-models/update": {
+        "PATCH": Route(
+            Level.CAN_EDIT,
+            _b(MLF + "registered-models/update", {"name": "m", "description": "x"}),
+        ),
+    },
+    "api/2.0/mlflow/registered-models/rename": {
+        "POST": Route(
+            Level.CAN_MANAGE,
+            _b(MLF + "registered-models/rename", {"name": "m", "new_name": "m2"}),
+        ),
+    },
+    "api/2.0/mlflow/registered-models/delete": {
+        "DELETE": Route(Level.CAN_MANAGE, _b(MLF + "registered-models/delete", {"name": "m"})),
+    },
+    "api/2.0/mlflow/registered-models/search": {
+        "GET": _read(ANY_USER, MLF + "registered-models/search"),
+    },
+    "api/2.0/mlflow/registered-models/list": {
+        "GET": _read(ANY_USER, MLF + "registered-models/list"),
+    },
+    "api/2.0/mlflow/registered-models/get-latest-versions": {
+        "GET": _read(Level.CAN_READ, MLF + "registered-models/get-latest-versions", name="m"),
+        "POST": Route(
+            Level.CAN_READ,
+            _b(MLF + "registered-models/get-latest-versions", {"name": "m"}),
+            write=False,
+        ),
+    },
+    "api/2.0/mlflow/registered-models/set-tag": {
+        "POST": Route(
+            Level.CAN_EDIT,
+            _b(MLF + "registered-models/set-tag", {"name": "m", "key": "k", "value": "new"}),
+        ),
+    },
+    "api/2.0/mlflow/registered-models/delete-tag": {
+        "DELETE": Route(
+            Level.CAN_EDIT, _b(MLF + "registered-models/delete-tag", {"name": "m", "key": "k"})
+        ),
+    },
+    "api/2.0/mlflow/registered-models/alias": {
+        "GET": _read(Level.CAN_READ, MLF + "registered-models/alias", name="m", alias="prod"),
+        "POST": Route(
+            Level.CAN_EDIT,
+            _b(MLF + "registered-models/alias", {"name": "m", "alias": "prod", "version": "2"}),
+        ),
+        "DELETE": Route(
+            Level.CAN_EDIT, _b(MLF + "registered-models/alias", {"name": "m", "alias": "prod"})
+        ),
+    },
+    "api/2.0/mlflow/model-versions/create": {
+        "POST": Route(
+            Level.CAN_EDIT, _b(MLF + "model-versions/create", {"name": "m", "source": "s3://b/9"})
+        ),
+    },
+    "api/2.0/mlflow/model-versions/get": {
+        "GET": _read(Level.CAN_READ, MLF + "model-versions/get", name="m", version="1"),
+    },
+    "api/2.0/mlflow/model-versions/update": {
+        "PATCH": Route(
+            Level.CAN_EDIT,
+            _b(MLF + "model-versions/update", {"name": "m", "version": "1", "description": "x"}),
+        ),
+    },
+    "api/2.0/mlflow/model-versions/transition-stage": {
+        "POST": Route(
+            Level.CAN_MANAGE_STAGING_VERSIONS,
+            _b(
+                MLF + "model-versions/transition-stage",
+                {
+                    "name": "m",
+                    "version": "1",
+                    "stage": "Staging",
+                    "archive_existing_versions": False,
+                },
+            ),
+        ),
+    },
+    "api/2.0/mlflow/model-versions/delete": {
+        "DELETE": Route(
+            Level.CAN_MANAGE, _b(MLF + "model-versions/delete", {"name": "m", "version": "1"})
+        ),
+    },
+    "api/2.0/mlflow/model-versions/search": {
+        "GET": _read(ANY_USER, MLF + "model-versions/search"),
+    },
+    "api/2.0/mlflow/model-versions/get-download-uri": {
+        "GET": _read(
+            Level.CAN_READ, MLF + "model-versions/get-download-uri", name="m", version="1"
+        ),
+    },
+    "api/2.0/mlflow/model-versions/set-tag": {
+        "POST": Route(
+            Level.CAN_EDIT,
+            _b(
+                MLF + "model-versions/set-tag",
+                {"name": "m", "version": "1", "key": "k", "value": "new"},
+            ),
+        ),
+    },
+    "api/2.0/mlflow/model-versions/delete-tag": {
+        "DELETE": Route(
+            Level.CAN_EDIT,
+            _b(MLF + "model-versions/delete-tag", {"name": "m", "version": "1", "key": "k"}),
+        ),
+    },
+    "api/2.0/mlflow/databricks/registered-models/get": {
+        "GET": _read(Level.CAN_READ, MLF + "databricks/registered-models/get", name="m"),
+    },
+    # Databricks permissions API
+    "api/2.0/permissions/registered-models/<str:model_id>": {
+        "GET": _read(Level.CAN_MANAGE, "/api/2.0/permissions/registered-models/{model_id}"),
+        "PUT": Route(
+            Level.CAN_MANAGE,
+            lambda ctx: (f"/api/2.0/permissions/registered-models/{ctx['model_id']}", _acl(ctx)),
+        ),
+        "PATCH": Route(
+            Level.CAN_MANAGE,
+            lambda ctx: (f"/api/2.0/permissions/registered-models/{ctx['model_id']}", _acl(ctx)),
+        ),
+    },
+    "api/2.0/permissions/registered-models/<str:model_id>/permissionLevels": {
+        "GET": _read(
+            Level.CAN_READ, "/api/2.0/permissions/registered-models/{model_id}/permissionLevels"
+        ),
+    },
+    # the OpenAPI schema and its browsable UI: public documentation, no data
+    "api/schema/": {"GET": _read(DOCS, "/api/schema/")},
+    "api/docs/": {"GET": _read(DOCS, "/api/docs/")},
+    # health, for load balancers and probes
+    "healthz": {"GET": _read(PUBLIC, "/healthz")},
+    "readyz": {"GET": _read(PUBLIC, "/readyz")},
+}
+
+# Routes that are not API doors: the admin (its own login, tested apart), static assets, and
+# the catch-all that answers ENDPOINT_NOT_FOUND under the MLflow prefixes.
+NOT_API = ("admin/", "static/", "^static/", "^(?:api|ajax-api)/2\\.0/(?:preview/)?mlflow/")
+MLFLOW_ALIASES = ("ajax-api/2.0/mlflow/", "api/2.0/preview/mlflow/")
+
+
+def _routes(patterns: list[Any], prefix: str = "") -> list[str]:
+    found = []
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            found.extend(_routes(pattern.url_patterns, route))
+        elif isinstance(pattern, URLPattern):
+            found.append(route)
+    return found
+
+
+def test_every_route_is_in_the_matrix():
+    routes = set()
+    for route in _routes(get_resolver().url_patterns):
+        if route.startswith(NOT_API):
+            continue
+        for alias in MLFLOW_ALIASES:
+            if route.startswith(alias):
+                route = "api/2.0/mlflow/" + route.removeprefix(alias)
+        routes.add(route)
+    assert routes == set(MATRIX), (
+        f"not in the matrix: {sorted(routes - set(MATRIX))}; "
+        f"in the matrix but gone: {sorted(set(MATRIX) - routes)}"
+    )
+
+
+# --- roles ----------------------------------------------------------------------------------
+
+ROLES = [
+    "anonymous",
+    "no_grant",
+    "can_read",
+    "can_edit",
+    "can_manage_staging_versions",
+    "can_manage_production_versions",
+    "can_manage",
+    "group_can_edit",
+    "read_only_token",
+    "other_model_token",
+    "expired_token",
+]
+
+
+def _level_on_m(role: str) -> Level | None:
+    """The role's effective level on model "m"; None when it does not authenticate."""
+    if role in ("anonymous", "expired_token"):
+        return None
+    if role in ("no_grant", "other_model_token"):
+        return Level.NONE
+    if role == "group_can_edit":
+        return Level.CAN_EDIT
+    if role == "read_only_token":
+        return Level.CAN_READ
+    return Level[role.upper()]
+
+
+def _uses_token(role: str) -> bool:
+    return role.endswith("_token")
+
+
+def _expected(role: str, route: Route) -> int | str:
+    """401/403/404, or "ok" for any 2xx (and 304 for none here)."""
+    level = _level_on_m(role)
+    if route.needs == PUBLIC:
+        return "ok"
+    if route.needs == DOCS:
+        return 401 if role == "expired_token" else "ok"
+    if level is None:
+        return 401
+    if route.needs == ANY_USER:
+        return "ok"
+    if route.needs == CREATE:
+        return 403 if _uses_token(role) else "ok"
+    if route.needs == OWN_TOKENS:
+        return 403 if _uses_token(role) else "ok"
+    assert isinstance(route.needs, Level)
+    if level is Level.NONE:
+        return 404
+    return 403 if level < route.needs else "ok"
+
+
+@pytest.fixture
+def world(django_user_model):
+    """Model "m" (v1 with tag k and alias prod, v2), another model, and the role's caller."""
+    owner = django_user_model.objects.create_user(username="owner", password=PASSWORD)
+    actor = Actor(user=owner)
+    model = services.model_create(name="m", actor=actor, tags={"k": "v"})
+    for n in (1, 2):
+        services.version_create(model=model, source=f"s3://b/{n}", actor=actor)
+    v1 = ModelVersion.objects.get(model=model, version=1)
+    services.version_tag_set(version=v1, key="k", value="v", actor=actor)
+    services.alias_set(model=model, alias="prod", version=1, actor=actor)
+    other = services.model_create(name="other", actor=actor)
+    return {"owner": owner, "model": model, "other": other}
+
+
+def _client_for(role: str, world: dict[str, Any], django_user_model: Any) -> tuple[APIClient, str]:
+    client = APIClient()
+    if role == "anonymous":
+        return client, ""
+    user = django_user_model.objects.create_user(username="caller", password=PASSWORD)
+    model, other = world["model"], world["other"]
+
+    def grant(target: RegisteredModel, level: Level) -> None:
+        services.permissions_update(
+            model=target, actor=Actor.system(), users={"caller": level}, groups={}
+        )
+
+    if role.startswith("can_"):
+        grant(model, Level[role.upper()])
+    elif role == "group_can_edit":
+        group = Group.objects.create(name="editors")
+        user.groups.add(group)
+        services.permissions_update(
+            model=model, actor=Actor.system(), users={}, groups={"editors": Level.CAN_EDIT}
+        )
+    elif role in ("read_only_token", "other_model_token", "expired_token"):
+        grant(model, Level.CAN_MANAGE)
+        grant(other, Level.CAN_MANAGE)
+    if _uses_token(role):
+        issued = token_create(
+            user=user,
+            read_only=role == "read_only_token",
+            models=[other] if role == "other_model_token" else None,
+        )
+        if role == "expired_token":
+            ApiToken.objects.filter(pk=issued.token.pk).update(
+                expires_at=timezone.now() - timedelta(minutes=1)
+            )
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    else:
+        raw = base64.b64encode(f"caller:{PASSWORD}".encode()).decode()
+        client.credentials(HTTP_AUTHORIZATION=f"Basic {raw}")
+    return client, "caller"
+
+
+def _state() -> dict[str, Any]:
+    """Everything a refused write must leave as it was."""
+    return {
+        "events": list(Event.objects.values_list("seq", flat=True)),
+        "models": list(RegisteredModel.objects.values_list("name", "description", "updated_at")),
+        "versions": list(
+            ModelVersion.objects.values_list("version", "stage", "description", "deleted_at")
+        ),
+        "model_tags": list(RegisteredModelTag.objects.values_list("key", "value")),
+        "version_tags": list(ModelVersionTag.objects.values_list("key", "value")),
+        "aliases": list(ModelAlias.objects.values_list("alias", "version_id")),
+        "grants": list(RegisteredModelUserGrant.objects.values_list("user_id", "permission_id"))
+        + list(RegisteredModelGroupGrant.objects.values_list("group_id", "permission_id")),
+        "tokens": list(ApiToken.objects.values_list("prefix", "revoked_at")),
+    }
+
+
+CASES = [
+    pytest.param(route_key, method, role, id=f"{method} {route_key} as {role}")
+    for route_key, methods in MATRIX.items()
+    for method, role in itertools.product(methods, ROLES)
+]
+
+
+@pytest.mark.parametrize(("route_key", "method", "role"), CASES)
+def test_route_as_role(route_key, method, role, world, django_user_model, settings):
+    settings.MODELGATE_AUTH_FAILURES_PER_MINUTE = 10_000
+    route = MATRIX[route_key][method]
+    client, caller = _client_for(role, world, django_user_model)
+    own_token = ApiToken.objects.filter(user__username=caller).first()
+    if own_token is None and caller:
+        own_token = token_create(user=django_user_model.objects.get(username=caller)).token
+    ctx = {
+        "caller": caller,
+        "model_id": world["model"].pk,
+        "own_token_id": own_token.pk if own_token else 0,
+    }
+    path, payload = route.request(ctx)
+    before = _state()
+    if method == "GET":
+        response = client.get(path, payload or {})
+    else:
+        response = getattr(client, method.lower())(path, payload, format="json")
+    expected = _expected(role, route)
+    if expected == "ok":
+        assert 200 <= response.status_code < 300, (response.status_code, response.content[:300])
+    else:
+        assert response.status_code == expected, (response.status_code, response.content[:300])
+        if route.write:
+            assert _state() == before
