@@ -3,8 +3,13 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A second venv: the same dev environment with an MLflow 2.x client, to show older clients work.
+VENV_MLFLOW2 ?= .venv-mlflow2
+MLFLOW2 ?= mlflow-skinny==2.22.*
+BIN_MLFLOW2 := $(VENV_MLFLOW2)/bin
+STAMP_MLFLOW2 := $(VENV_MLFLOW2)/.installed
 
-.PHONY: run test lint format install bench clean
+.PHONY: run test test-mlflow2 lint format install bench bench-mlflow clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +19,28 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The project with its dev extras, then the 2.x client over the pinned 3.x (pip downgrades what
+# the older client needs, e.g. protobuf<7 and packaging<25); pip check proves the result is
+# consistent (an extra's own pins, like modelgate[dev]'s mlflow-skinny, are not checked).
+$(STAMP_MLFLOW2): pyproject.toml
+	@test -x $(BIN_MLFLOW2)/python || $(PYTHON) -m venv $(VENV_MLFLOW2)
+	$(BIN_MLFLOW2)/python -m pip install --quiet --upgrade pip
+	$(BIN_MLFLOW2)/python -m pip install --quiet -e '.[dev]'
+	$(BIN_MLFLOW2)/python -m pip install --quiet '$(MLFLOW2)'
+	$(BIN_MLFLOW2)/python -m pip check
+	@touch $(STAMP_MLFLOW2)
+
 run: $(STAMP)
 	$(BIN)/python deploy/run.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The MLflow client tests marked mlflow2, driven by the 2.x client (MLflow 3-only ones skip).
+test-mlflow2: $(STAMP_MLFLOW2)
+	$(BIN_MLFLOW2)/python -c 'import mlflow as m; print("mlflow", m.__version__); assert m.__version__[:2] == "2."'
+	$(BIN_MLFLOW2)/python -m pytest tests/mlflow/test_client.py -m mlflow2 \
+		-W "ignore:label() is deprecated:DeprecationWarning" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,5 +56,10 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# The same MLflow-registry workload against Modelgate and the real `mlflow server` (installed
+# into bench/.mlflow-venv on first use); needs wrk, PostgreSQL and Redis on 127.0.0.1.
+bench-mlflow: $(STAMP)
+	$(BIN)/python bench/mlflow_compare.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) $(VENV_MLFLOW2) var

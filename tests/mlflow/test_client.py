@@ -1,21 +1,41 @@
-"""The unmodified mlflow client against a live Modelgate: every registry method of MlflowClient."""
+"""The unmodified mlflow client against a live Modelgate: every registry method of MlflowClient.
+
+The tests marked ``mlflow2`` also run with an MLflow 2.x client (``make test-mlflow2``, a second
+venv with ``mlflow-skinny==2.22.*``): everything such a client does. Tests of MLflow 3 client
+features are marked too, so that the 2.x run lists them as skipped with the reason; the tests
+left unmarked check the server (event log, concurrency), not the client, and run once.
+"""
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
+import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
+from packaging.version import Version
 
-from accounts.actors import Actor, Source
+from accounts.actors import Source
 from accounts.tokens import token_create
-from registry import services
 from registry.models import Event, ModelVersion, RegisteredModel
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
 ]
+
+MLFLOW_VERSION = Version(mlflow.__version__)
+mlflow2 = pytest.mark.mlflow2
+needs_mlflow3 = pytest.mark.skipif(
+    MLFLOW_VERSION.major < 3,
+    reason=f"MLflow 3 client API; this client is mlflow {mlflow.__version__}",
+)
+needs_prompt_clause = pytest.mark.skipif(
+    Version("2.21") > MLFLOW_VERSION,
+    reason=f"clients append the prompt-tag clause since MLflow 2.21; this is {mlflow.__version__}",
+)
+API = "/api/2.0/mlflow/"
 
 
 def error_code(excinfo: pytest.ExceptionInfo[MlflowException]) -> str:
@@ -26,9 +46,16 @@ def names(models) -> list[str]:
     return [m.name for m in models]
 
 
+def wire_post(http, route: str, body: dict) -> None:
+    """Write what this client cannot send, as the pipeline user, straight to the MLflow routes."""
+    response = http.post(API + route, json.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.content
+
+
 # --- registered models ----------------------------------------------------------------------
 
 
+@mlflow2
 def test_create_get_update_rename_delete_registered_model(client):
     created = client.create_registered_model(
         "fraud", tags={"team": "risk"}, description="Scores card payments"
@@ -64,6 +91,7 @@ def test_create_get_update_rename_delete_registered_model(client):
     assert not RegisteredModel.objects.exists()
 
 
+@mlflow2
 def test_model_tags_set_overwrite_and_delete(client):
     client.create_registered_model("m")
     client.set_registered_model_tag("m", "stage", "dev")
@@ -76,6 +104,7 @@ def test_model_tags_set_overwrite_and_delete(client):
     assert client.get_registered_model("m").tags == {"owner": "ana"}
 
 
+@mlflow2
 def test_duplicate_model_is_resource_already_exists(client):
     client.create_registered_model("dup")
     with pytest.raises(MlflowException) as excinfo:
@@ -84,6 +113,7 @@ def test_duplicate_model_is_resource_already_exists(client):
     assert RegisteredModel.objects.filter(name="dup").count() == 1
 
 
+@mlflow2
 def test_model_errors(client):
     client.create_registered_model("a")
     client.create_registered_model("b")
@@ -108,6 +138,7 @@ def test_model_errors(client):
 # --- model versions -------------------------------------------------------------------------
 
 
+@mlflow2
 def test_create_get_update_delete_model_version(client):
     client.create_registered_model("m")
     v1 = client.create_model_version(
@@ -149,6 +180,7 @@ def test_create_get_update_delete_model_version(client):
     assert client.create_model_version("m", "s3://bucket/m/3").version == "3"
 
 
+@mlflow2
 def test_recreated_model_starts_again_at_version_one(client):
     client.create_registered_model("m")
     client.create_model_version("m", "s3://b/1")
@@ -158,6 +190,7 @@ def test_recreated_model_starts_again_at_version_one(client):
     assert client.create_model_version("m", "s3://b/again").version == "1"
 
 
+@mlflow2
 def test_version_tags_set_and_delete(client):
     client.create_registered_model("m")
     client.create_model_version("m", "s3://b/1")
@@ -169,6 +202,7 @@ def test_version_tags_set_and_delete(client):
     assert client.get_model_version("m", "1").tags == {"validation": "passed"}
 
 
+@mlflow2
 def test_version_errors(client):
     client.create_registered_model("m")
     client.create_model_version("m", "s3://b/1")
@@ -195,6 +229,7 @@ def test_version_errors(client):
 # --- stages ---------------------------------------------------------------------------------
 
 
+@mlflow2
 def test_transition_stage_archives_existing_versions(client):
     client.create_registered_model("m")
     for n in (1, 2, 3):
@@ -216,6 +251,7 @@ def test_transition_stage_archives_existing_versions(client):
     assert client.get_model_version("m", "3").current_stage == "Production"
 
 
+@mlflow2
 @pytest.mark.parametrize("target", ["Archived", "None"])
 def test_archive_existing_to_archived_or_none_is_refused_and_changes_nothing(client, target):
     client.create_registered_model("m")
@@ -232,6 +268,7 @@ def test_archive_existing_to_archived_or_none_is_refused_and_changes_nothing(cli
     assert Event.objects.count() == before
 
 
+@mlflow2
 def test_transition_to_unknown_stage_is_invalid(client):
     client.create_registered_model("m")
     client.create_model_version("m", "s3://b/1")
@@ -240,6 +277,7 @@ def test_transition_to_unknown_stage_is_invalid(client):
     assert error_code(excinfo) == "INVALID_PARAMETER_VALUE"
 
 
+@mlflow2
 def test_get_latest_versions(client):
     client.create_registered_model("m")
     for n in range(1, 6):
@@ -274,6 +312,7 @@ def test_get_latest_versions(client):
 # --- aliases --------------------------------------------------------------------------------
 
 
+@mlflow2
 def test_aliases_set_move_get_delete(client):
     client.create_registered_model("m")
     client.create_model_version("m", "s3://b/1")
@@ -303,6 +342,7 @@ def test_aliases_set_move_get_delete(client):
     assert error_code(excinfo) == "RESOURCE_DOES_NOT_EXIST"
 
 
+@mlflow2
 def test_alias_errors_and_side_effects(client):
     client.create_registered_model("m")
     client.create_model_version("m", "s3://b/1")
@@ -326,20 +366,16 @@ def test_alias_errors_and_side_effects(client):
 # --- searches -------------------------------------------------------------------------------
 
 
+@mlflow2
 def test_search_registered_models_filters(client):
     client.create_registered_model("fraud-eu", tags={"team": "risk", "region": "eu"})
     client.create_registered_model("fraud-us", tags={"team": "risk", "region": "us"})
     client.create_registered_model("Churn", tags={"team": "growth"})
     client.create_registered_model("untagged")
-    # The client refuses to create prompt-tagged models; MLflow 3's prompt registry stores them.
-    services.model_create(
-        name="my-prompt", tags={"mlflow.prompt.is_prompt": "true"}, actor=Actor.system()
-    )
 
     def search(filter_string: str) -> list[str]:
         return names(client.search_registered_models(filter_string=filter_string))
 
-    # The client appends the prompt clause: prompts are hidden, untagged models are not.
     assert search("") == ["Churn", "fraud-eu", "fraud-us", "untagged"]
     assert search("name = 'fraud-eu'") == ["fraud-eu"]
     assert search("name != 'fraud-eu'") == ["Churn", "fraud-us", "untagged"]
@@ -362,6 +398,26 @@ def test_search_registered_models_filters(client):
         assert error_code(excinfo) == "INVALID_PARAMETER_VALUE", bad
 
 
+@mlflow2
+@needs_prompt_clause
+def test_prompt_clause_hides_prompts_but_not_untagged_models(client, http):
+    client.create_registered_model("model", tags={"team": "risk"})
+    client.create_registered_model("untagged")
+    # The client refuses the prompt tag on models (MLflow's prompt registry sets it): use the wire.
+    for name, is_prompt in (("my-prompt", "true"), ("not-a-prompt", "false")):
+        tags = [{"key": "mlflow.prompt.is_prompt", "value": is_prompt}]
+        wire_post(http, "registered-models/create", {"name": name, "tags": tags})
+
+    def search(filter_string: str) -> list[str]:
+        return names(client.search_registered_models(filter_string=filter_string))
+
+    # The client appends tag.`mlflow.prompt.is_prompt` != 'true': a missing tag is "not a prompt".
+    assert search("") == ["model", "not-a-prompt", "untagged"]
+    assert search("name LIKE '%'") == ["model", "not-a-prompt", "untagged"]
+    assert search("tags.team = 'risk'") == ["model"]
+    assert search("name = 'my-prompt'") == []
+
+
 def _all_pages(fetch, page_size: int) -> tuple[list, int]:
     seen: list = []
     token = None
@@ -376,6 +432,7 @@ def _all_pages(fetch, page_size: int) -> tuple[list, int]:
             return seen, pages
 
 
+@mlflow2
 def test_search_registered_models_every_page_in_order(client):
     created = [f"model-{n:02d}" for n in range(11)]
     for name in reversed(created):
@@ -418,6 +475,7 @@ def test_search_registered_models_every_page_in_order(client):
     assert error_code(excinfo) == "INVALID_PARAMETER_VALUE"
 
 
+@mlflow2
 def test_pages_neither_skip_nor_repeat_when_rows_change_between_pages(client):
     for name in ("b", "d", "f", "h"):
         client.create_registered_model(name)
@@ -436,6 +494,7 @@ def test_pages_neither_skip_nor_repeat_when_rows_change_between_pages(client):
     assert names(rest) == ["e", "f", "h"]
 
 
+@mlflow2
 def test_search_model_versions_filters(client):
     client.create_registered_model("fraud")
     client.create_registered_model("churn")
@@ -484,6 +543,7 @@ def test_search_model_versions_filters(client):
         assert error_code(excinfo) == "INVALID_PARAMETER_VALUE", bad
 
 
+@mlflow2
 def test_search_model_versions_every_page_and_orders(client):
     for model in ("a", "b"):
         client.create_registered_model(model)
@@ -545,6 +605,7 @@ def test_search_model_versions_every_page_and_orders(client):
 # --- download URI, copy, fluent ---------------------------------------------------------------
 
 
+@mlflow2
 def test_download_uri_and_copy_model_version(client):
     client.create_registered_model("src")
     source_version = client.create_model_version(
@@ -571,6 +632,7 @@ def test_download_uri_and_copy_model_version(client):
     assert error_code(excinfo) == "RESOURCE_DOES_NOT_EXIST"
 
 
+@mlflow2
 def test_fluent_register_model_and_searches(fluent):
     first = fluent.register_model("s3://bucket/fluent/1", "fluent-model", tags={"via": "fluent"})
     assert (first.name, first.version, first.status) == ("fluent-model", "1", "READY")
@@ -584,9 +646,58 @@ def test_fluent_register_model_and_searches(fluent):
     assert versions[0].tags in ({}, {"via": "fluent"})
 
 
+# --- MLflow 3 fields ----------------------------------------------------------------------------
+
+
+@mlflow2
+def test_mlflow3_fields_written_by_other_clients_do_not_break_reads(client, http):
+    """A 3.x pipeline writes MLflow 3 fields; every client, 2.x too, still reads the model."""
+    model = {"name": "m", "deployment_job_id": "job-1", "tags": [{"key": "team", "value": "a"}]}
+    version = {
+        "name": "m",
+        "source": "s3://b/1",
+        "run_id": "r1",
+        "model_id": "m-0123456789abcdef",
+        "model_params": [{"name": "alpha", "value": "0.5"}],
+        "model_metrics": [{"key": "auc", "value": 0.91, "step": 3, "timestamp": 1700000000000}],
+    }
+    wire_post(http, "registered-models/create", model)
+    wire_post(http, "model-versions/create", version)
+    ModelVersion.objects.update(deployment_job_state={"job_id": "job-1", "run_state": "RUNNING"})
+    client.set_registered_model_alias("m", "prod", "1")
+
+    fetched = client.get_model_version("m", "1")
+    assert (fetched.source, fetched.run_id, fetched.status) == ("s3://b/1", "r1", "READY")
+    assert client.get_model_version_by_alias("m", "prod").version == "1"
+    registered = client.get_registered_model("m")
+    assert (registered.tags, registered.aliases) == ({"team": "a"}, {"prod": "1"})
+    assert [v.version for v in registered.latest_versions] == ["1"]
+    assert names(client.search_registered_models("name = 'm'")) == ["m"]
+    assert [v.version for v in client.search_model_versions("name = 'm'")] == ["1"]
+    assert [v.version for v in client.get_latest_versions("m", stages=["None"])] == ["1"]
+
+
+@mlflow2
+@needs_mlflow3
+def test_mlflow3_fields_through_the_client(client, http):
+    # The REST store drops deployment_job_id (only Databricks' sends it): set it on the wire.
+    wire_post(http, "registered-models/create", {"name": "m", "deployment_job_id": "job-1"})
+    assert client.get_registered_model("m").deployment_job_id == "job-1"
+
+    # The client sends model_id; its ModelVersion entity does not read it back (yet).
+    version = client.create_model_version("m", "s3://b/1", model_id="m-0123456789abcdef")
+    assert version.version == "1"
+    assert ModelVersion.objects.get().mlflow_model_id == "m-0123456789abcdef"
+
+    ModelVersion.objects.update(deployment_job_state={"job_id": "job-1", "run_state": "RUNNING"})
+    state = client.get_model_version("m", "1").deployment_job_state
+    assert (state.job_id, state.run_state) == ("job-1", "RUNNING")
+
+
 # --- authentication and one model underneath --------------------------------------------------
 
 
+@mlflow2
 def test_wrong_password_is_unauthenticated(client, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
     with pytest.raises(MlflowException) as excinfo:
@@ -618,6 +729,7 @@ def test_writes_are_recorded_as_mlflow_events_by_the_user(client, pipeline_user)
     assert len({e.request_id for e in events}) == len(events)
 
 
+@mlflow2
 def test_bearer_token_from_mlflow_tracking_token(client, monkeypatch, pipeline_user):
     issued = token_create(user=pipeline_user, name="ci")
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")

@@ -230,7 +230,11 @@ def test_model_rename_keeps_id_versions_aliases_tags_and_history(actor):
     assert event.before == {"name": "old-name", "description": "", "tags": {"team": "risk"}}
     assert event.after == {"name": "new-name", "description": "", "tags": {"team": "risk"}}
     # The history under the new name is the model's whole history, old events included.
-    history = list(selectors.event_list(viewer=Actor.system(), model="new-name").values_list("type", "model_name"))
+    history = list(
+        selectors.event_list(viewer=Actor.system(), model="new-name").values_list(
+            "type", "model_name"
+        )
+    )
     assert history == [
         ("registered_model.created", "old-name"),
         ("model_version.created", "old-name"),
