@@ -158,6 +158,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "registry.tasks.events_republish_stale",
         "schedule": 60.0,
     },
+    "transition-requests-sweep": {
+        "task": "workflows.tasks.requests_sweep",
+        "schedule": 60.0,
+    },
 }
 
 # --- Auth, API ------------------------------------------------------------------------------
@@ -213,6 +217,10 @@ else:
 
 # --- Modelgate ------------------------------------------------------------------------------
 MODELGATE_EVENT_CONSUMERS = env_list("MODELGATE_EVENT_CONSUMERS")
+# How long an approval that reaches the quorum waits for the apply task before answering.
+MODELGATE_APPROVE_WAIT_SECONDS = float(os.environ.get("MODELGATE_APPROVE_WAIT_SECONDS", "5"))
+# Checks on guarded writes (stage transitions, alias moves): approval policies refuse them.
+MODELGATE_WRITE_GUARDS = ["workflows.guards.policy_guard"]
 # Key of the HMAC that API tokens are stored under; derived from SECRET_KEY unless set.
 MODELGATE_TOKEN_PEPPER = (
     os.environ.get("MODELGATE_TOKEN_PEPPER")

@@ -187,6 +187,13 @@ def require_level(actor: Actor, model: RegisteredModel, level: Level) -> Level:
     return have
 
 
+def require_writer(actor: Actor) -> None:
+    """Refuse any write by a read-only token, even one a CAN_READ holder may make (a request,
+    a comment)."""
+    if actor.token is not None and actor.token.read_only:
+        raise PermissionDenied("This API token is read-only.")
+
+
 def transition_level(from_stage: str, to_stage: str) -> Level:
     """Moving into or out of Production needs the production level; the rest the staging one."""
     if "Production" in (from_stage, to_stage):

@@ -34,6 +34,9 @@ from registry.models import (
     RegisteredModelUserGrant,
 )
 from registry.permissions import Level
+from workflows.models import Comment, Policy, Review, TransitionRequest
+from workflows.policies import policy_create
+from workflows.services import comment_create, request_create
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +46,7 @@ PASSWORD = "matrix-password-1"
 ANY_USER = "any signed-in caller"  # lists, searches: filtered, never refused
 CREATE = "may create models"
 OWN_TOKENS = "manages own tokens (not with a token)"
+AUTHOR = "the author only (the comment is the owner's)"
 PUBLIC = "no authentication"
 DOCS = "no authentication, but wrong credentials are refused"
 
@@ -273,6 +277,54 @@ MATRIX: dict[str, dict[str, Route]] = {
             Level.CAN_READ, "/api/2.0/permissions/registered-models/{model_id}/permissionLevels"
         ),
     },
+    # approval workflow
+    "api/v1/policies/": {
+        "GET": _read(ANY_USER, V1 + "policies/"),
+        "POST": Route(
+            Level.CAN_MANAGE, _b(V1 + "policies/", {"model": "m", "target": "Production"})
+        ),
+    },
+    "api/v1/policies/<int:pk>/": {
+        "GET": _read(Level.CAN_READ, V1 + "policies/{policy_id}/"),
+        "PATCH": Route(
+            Level.CAN_MANAGE, _b(V1 + "policies/{policy_id}/", {"required_approvals": 2})
+        ),
+        "DELETE": Route(Level.CAN_MANAGE, _q(V1 + "policies/{policy_id}/")),
+    },
+    "api/v1/transition-requests/": {
+        "GET": _read(ANY_USER, V1 + "transition-requests/"),
+        "POST": Route(
+            Level.CAN_READ,
+            _b(V1 + "transition-requests/", {"model": "m", "version": 2, "target": "Staging"}),
+        ),
+    },
+    "api/v1/transition-requests/<int:pk>/": {
+        "GET": _read(Level.CAN_READ, V1 + "transition-requests/{request_id}/"),
+    },
+    "api/v1/transition-requests/<int:pk>/approve/": {
+        "POST": Route(
+            Level.CAN_MANAGE_STAGING_VERSIONS, _q(V1 + "transition-requests/{request_id}/approve/")
+        ),
+    },
+    "api/v1/transition-requests/<int:pk>/reject/": {
+        "POST": Route(
+            Level.CAN_MANAGE_STAGING_VERSIONS, _q(V1 + "transition-requests/{request_id}/reject/")
+        ),
+    },
+    "api/v1/transition-requests/<int:pk>/cancel/": {
+        "POST": Route(Level.CAN_MANAGE, _q(V1 + "transition-requests/{request_id}/cancel/")),
+    },
+    "api/v1/models/<str:name>/versions/<str:version>/comments/": {
+        "GET": _read(Level.CAN_READ, V1 + "models/m/versions/1/comments/"),
+        "POST": Route(Level.CAN_READ, _b(V1 + "models/m/versions/1/comments/", {"text": "hi"})),
+    },
+    "api/v1/models/<str:name>/versions/<str:version>/activity/": {
+        "GET": _read(Level.CAN_READ, V1 + "models/m/versions/1/activity/"),
+    },
+    "api/v1/comments/<int:pk>/": {
+        "PATCH": Route(AUTHOR, _b(V1 + "comments/{comment_id}/", {"text": "edited"})),
+        "DELETE": Route(Level.CAN_MANAGE, _q(V1 + "comments/{comment_id}/")),
+    },
     # the OpenAPI schema and its browsable UI: public documentation, no data
     "api/schema/": {"GET": _read(DOCS, "/api/schema/")},
     "api/docs/": {"GET": _read(DOCS, "/api/docs/")},
@@ -362,9 +414,13 @@ def _expected(role: str, route: Route) -> int | str:
         return 403 if _uses_token(role) else "ok"
     if route.needs == OWN_TOKENS:
         return 403 if _uses_token(role) else "ok"
-    assert isinstance(route.needs, Level)
     if level is Level.NONE:
         return 404
+    if route.needs == AUTHOR:
+        return 403
+    assert isinstance(route.needs, Level)
+    if role == "read_only_token" and route.write:
+        return 403  # a read-only token writes nothing, not even what CAN_READ allows
     return 403 if level < route.needs else "ok"
 
 
@@ -380,7 +436,15 @@ def world(django_user_model):
     services.version_tag_set(version=v1, key="k", value="v", actor=actor)
     services.alias_set(model=model, alias="prod", version=1, actor=actor)
     other = services.model_create(name="other", actor=actor)
-    return {"owner": owner, "model": model, "other": other}
+    policy = policy_create(actor=actor, model=model, target="Archived")
+    request = request_create(version=v1, target="Staging", actor=actor)
+    comment = comment_create(version=v1, actor=actor, text="first")
+    return {
+        "owner": owner,
+        "model": model,
+        "other": other,
+        "ids": {"policy_id": policy.pk, "request_id": request.pk, "comment_id": comment.pk},
+    }
 
 
 def _client_for(role: str, world: dict[str, Any], django_user_model: Any) -> tuple[APIClient, str]:
@@ -437,6 +501,10 @@ def _state() -> dict[str, Any]:
         "grants": list(RegisteredModelUserGrant.objects.values_list("user_id", "permission_id"))
         + list(RegisteredModelGroupGrant.objects.values_list("group_id", "permission_id")),
         "tokens": list(ApiToken.objects.values_list("prefix", "revoked_at")),
+        "policies": list(Policy.objects.values_list("pk", "required_approvals")),
+        "requests": list(TransitionRequest.objects.values_list("pk", "status")),
+        "reviews": list(Review.objects.values_list("pk", flat=True)),
+        "comments": list(Comment.objects.values_list("pk", "text")),
     }
 
 
@@ -450,6 +518,7 @@ CASES = [
 @pytest.mark.parametrize(("route_key", "method", "role"), CASES)
 def test_route_as_role(route_key, method, role, world, django_user_model, settings):
     settings.MODELGATE_AUTH_FAILURES_PER_MINUTE = 10_000
+    settings.MODELGATE_APPROVE_WAIT_SECONDS = 0  # on_commit tasks do not run in this test
     route = MATRIX[route_key][method]
     client, caller = _client_for(role, world, django_user_model)
     own_token = ApiToken.objects.filter(user__username=caller).first()
@@ -459,6 +528,7 @@ def test_route_as_role(route_key, method, role, world, django_user_model, settin
         "caller": caller,
         "model_id": world["model"].pk,
         "own_token_id": own_token.pk if own_token else 0,
+        **world["ids"],
     }
     path, payload = route.request(ctx)
     before = _state()

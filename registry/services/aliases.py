@@ -7,6 +7,7 @@ from accounts.actors import Actor
 from config.errors import Conflict, NotFound
 from registry.choices import EventType
 from registry.events import event_record
+from registry.guards import GuardedWrite, alias_target, guards_check
 from registry.models import ModelAlias, ModelVersion, RegisteredModel
 from registry.services.models import model_lock
 from registry.validation import validate_alias
@@ -20,18 +21,29 @@ def alias_set(
     version: int,
     actor: Actor,
     expected_version: int | None = None,
+    approval: int | None = None,
 ) -> ModelAlias:
     """Point `alias` at a version of the model, creating or moving it.
 
     With `expected_version`, the move happens only if the alias points at that version now;
     otherwise Conflict. Writers of one model queue on its row lock, so the last to commit wins
-    and nobody sees an error from a concurrent move.
+    and nobody sees an error from a concurrent move. A protected alias moves only by applying an
+    approved request (`approval`).
     """
     alias = validate_alias(alias)
     model = model_lock(model)
     target = ModelVersion.objects.live().filter(model=model, version=version).first()
     if target is None:
         raise NotFound(f"Model Version (name={model.name}, version={version}) not found")
+    guards_check(
+        GuardedWrite(
+            model=model,
+            target=alias_target(alias),
+            version=target,
+            actor=actor,
+            approval=approval,
+        )
+    )
     current = ModelAlias.objects.select_related("version").filter(model=model, alias=alias).first()
     current_version = current.version.version if current else None
     if expected_version is not None and current_version != expected_version:
@@ -69,6 +81,7 @@ def alias_delete(*, model: RegisteredModel, alias: str, actor: Actor) -> bool:
     current = ModelAlias.objects.select_related("version").filter(model=model, alias=alias).first()
     if current is None:
         return False
+    guards_check(GuardedWrite(model=model, target=alias_target(alias), version=None, actor=actor))
     version = current.version.version
     current.delete()
     RegisteredModel.objects.filter(pk=model.pk).update(updated_at=timezone.now())

@@ -9,6 +9,7 @@ from accounts.actors import Actor
 from config.errors import InvalidParameter, NotFound
 from registry.choices import EventType, Stage
 from registry.events import event_record, version_snapshot
+from registry.guards import GuardedWrite, alias_target, guards_check
 from registry.models import ModelAlias, ModelVersion, ModelVersionTag, RegisteredModel
 from registry.services.models import model_lock
 from registry.validation import validate_run_id, validate_source, validate_tag, validate_tags
@@ -119,11 +120,13 @@ def version_transition(
     actor: Actor,
     archive_existing: bool = False,
     comment: str = "",
+    approval: int | None = None,
 ) -> ModelVersion:
     """Move a version to `stage`, optionally archiving the versions already there.
 
     Everything happens in one transaction, so a reader never sees two versions in the target
-    stage, nor none, partway through.
+    stage, nor none, partway through. A stage guarded by a policy is reached only by applying
+    an approved request (`approval`); the guards in MODELGATE_WRITE_GUARDS decide.
     """
     stage = Stage(stage)
     if archive_existing and stage not in ARCHIVING_TARGETS:
@@ -132,8 +135,13 @@ def version_transition(
             f"not to {stage.value}.",
             fields={"archive_existing_versions": ["Only for Staging or Production."]},
         )
-    model_lock(version.model)
+    model = model_lock(version.model)
     version = version_lock(version)
+    guards_check(
+        GuardedWrite(
+            model=model, target=stage.value, version=version, actor=actor, approval=approval
+        )
+    )
     now = timezone.now()
     if archive_existing:
         others = (
@@ -180,7 +188,14 @@ def version_delete(*, version: ModelVersion, actor: Actor) -> None:
     model_lock(version.model)
     version = version_lock(version)
     before = version_snapshot(version)
-    for alias in ModelAlias.objects.filter(version=version).order_by("alias"):
+    aliases = list(ModelAlias.objects.filter(version=version).order_by("alias"))
+    for alias in aliases:  # a protected alias is not removed behind its policy's back
+        guards_check(
+            GuardedWrite(
+                model=version.model, target=alias_target(alias.alias), version=None, actor=actor
+            )
+        )
+    for alias in aliases:
         event_record(
             type=EventType.ALIAS_DELETED,
             actor=actor,
