@@ -127,7 +127,9 @@ def test_concurrent_alias_moves_never_leave_a_reader_without_a_version(actor: Ac
     def reader(done: threading.Event) -> dict[str, Any]:
         seen: dict[str, Any] = {"reads": 0, "missing": 0, "versions": set()}
         while True:
-            state = selectors.alias_state(model_name=model.name, alias="champion")
+            state = selectors.alias_state(
+                actor=Actor.system(), model_name=model.name, alias="champion"
+            )
             try:
                 found = selectors.alias_get(model=model, alias="champion").version
             except NotFound:
