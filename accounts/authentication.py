@@ -34,11 +34,21 @@ CACHE_MAX_ENTRIES = 10_000
 
 
 class _VerifiedCredentials:
-    """A small LRU of (credential digest → password hash it was verified against, expiry)."""
+    """A small LRU of (credential digest → password hash it was verified against, expiry).
+
+    `single_flight(key)` serialises the slow check per credential, so a burst of requests with
+    the same credentials on a cold process pays for one password hash, not one each.
+    """
+
+    _STRIPES = 64
 
     def __init__(self) -> None:
         self._entries: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
         self._lock = threading.Lock()
+        self._flights = [threading.Lock() for _ in range(self._STRIPES)]
+
+    def single_flight(self, key: bytes) -> threading.Lock:
+        return self._flights[key[0] % self._STRIPES]
 
     @staticmethod
     def digest(username: str, password: str) -> bytes:
@@ -133,8 +143,12 @@ class CachedBasicAuthentication(BasicAuthentication):
         ).first()
         if user is not None and verified_credentials.matches(key, user.password):
             return user, None
-        user = authenticate(request=request, username=userid, password=password)
-        if user is None or not user.is_active:
-            raise _refuse(request, "Invalid username or password.")
-        verified_credentials.remember(key, user.password)
+        with verified_credentials.single_flight(key):
+            # Another request may have verified the same credentials while this one waited.
+            if user is not None and verified_credentials.matches(key, user.password):
+                return user, None
+            user = authenticate(request=request, username=userid, password=password)
+            if user is None or not user.is_active:
+                raise _refuse(request, "Invalid username or password.")
+            verified_credentials.remember(key, user.password)
         return user, None

@@ -11,6 +11,9 @@ worker_class = "uvicorn_worker.UvicornWorker"
 timeout = 90
 graceful_timeout = 20
 keepalive = 5
+# gunicorn's control socket defaults to one path per machine user, shared by every instance;
+# Modelgate is managed by signals (make run, containers), so it needs none.
+control_socket_disable = True
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()

@@ -224,3 +224,41 @@ def test_token_api_refuses_token_callers_and_bad_input(user, api):
 def test_anonymous_cannot_use_the_token_api(anon):
     assert anon.get("/api/v1/tokens/").status_code == 401
     assert anon.post("/api/v1/tokens/", {}, format="json").status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_basic_requests_checks_the_password_once(user, monkeypatch):
+    import threading
+
+    from django.contrib.auth import hashers
+    from django.db import connection
+
+    calls = []
+    real = hashers.check_password
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hashers, "check_password", counting)
+    monkeypatch.setattr("django.contrib.auth.base_user.check_password", counting)
+    from accounts.authentication import CachedBasicAuthentication
+
+    auth = CachedBasicAuthentication()
+    barrier = threading.Barrier(8)
+    results = []
+
+    def sign_in():
+        barrier.wait()
+        try:
+            results.append(auth.authenticate_credentials("alice", "alice-password-1")[0].username)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sign_in) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["alice"] * 8
+    assert len(calls) == 1
