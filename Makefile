@@ -9,7 +9,7 @@ MLFLOW2 ?= mlflow-skinny==2.22.*
 BIN_MLFLOW2 := $(VENV_MLFLOW2)/bin
 STAMP_MLFLOW2 := $(VENV_MLFLOW2)/.installed
 
-.PHONY: run test test-mlflow2 lint format install bench bench-mlflow clean
+.PHONY: run test test-e2e test-mlflow2 lint format install bench bench-mlflow clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser tests alone, in Debian's chromium (apt-get install chromium); `make test` runs them
+# too, but skips them without the browser: here a missing browser is a failure.
+test-e2e: $(STAMP)
+	MODELGATE_E2E_REQUIRED=1 $(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
 
 # The MLflow client tests marked mlflow2, driven by the 2.x client (MLflow 3-only ones skip).
 test-mlflow2: $(STAMP_MLFLOW2)

@@ -29,6 +29,9 @@ class Actor:
     token: ApiToken | None = None
     request_id: str = ""
     client_ip: str = ""
+    # Reads may use permission levels computed in the last MODELGATE_POLL_AUTH_TTL seconds
+    # (the poll path only; see registry/api/polling.py).
+    recent_permissions: bool = False
     # The registry itself acting (a task applying an approval, a migration): every level.
     is_system: bool = False
     # Per-actor memo of permission look-ups (registry-wide level, groups), filled on first use.
@@ -49,7 +52,9 @@ class Actor:
         return cls(user=None, source=source, is_system=True)
 
     @classmethod
-    def from_request(cls, request: Any, source: str = Source.API) -> Actor:
+    def from_request(
+        cls, request: Any, source: str = Source.API, recent_permissions: bool = False
+    ) -> Actor:
         user: User | AnonymousUser | None = getattr(request, "user", None)
         from accounts.models import ApiToken
 
@@ -61,4 +66,5 @@ class Actor:
             token=auth if isinstance(auth, ApiToken) else None,
             request_id=getattr(request, "request_id", ""),
             client_ip=request.META.get("REMOTE_ADDR", ""),
+            recent_permissions=recent_permissions,
         )

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
+    "pgtrigger",
     "accounts",
     "registry",
     "workflows",
@@ -162,6 +163,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workflows.tasks.requests_sweep",
         "schedule": 60.0,
     },
+    "events-checkpoint": {
+        "task": "registry.tasks.checkpoint_create",
+        "schedule": float(os.environ.get("MODELGATE_CHECKPOINT_INTERVAL", "300")),
+    },
 }
 
 # --- Auth, API ------------------------------------------------------------------------------
@@ -226,6 +231,15 @@ MODELGATE_TOKEN_PEPPER = (
     os.environ.get("MODELGATE_TOKEN_PEPPER")
     or hashlib.sha256(f"modelgate-token-pepper:{SECRET_KEY}".encode()).hexdigest()
 )
+# Key of the HMAC that signs history checkpoints. Set MODELGATE_CHECKPOINT_KEY and keep it out of
+# the database and its backups: whoever can rewrite the events must not be able to re-sign.
+# Unset, it is derived from SECRET_KEY. Keys named in MODELGATE_CHECKPOINT_KEY_FALLBACKS still
+# verify the checkpoints they signed (rotation); new checkpoints use MODELGATE_CHECKPOINT_KEY.
+MODELGATE_CHECKPOINT_KEY = (
+    os.environ.get("MODELGATE_CHECKPOINT_KEY")
+    or hashlib.sha256(f"modelgate-checkpoint-key:{SECRET_KEY}".encode()).hexdigest()
+)
+MODELGATE_CHECKPOINT_KEY_FALLBACKS = env_list("MODELGATE_CHECKPOINT_KEY_FALLBACKS")
 # Every signed-in user may register new models (a registry-wide grant can be required instead).
 MODELGATE_ANY_USER_CAN_CREATE_MODELS = env_bool("MODELGATE_ANY_USER_CAN_CREATE_MODELS", True)
 # The level the creator of a model gets on it: CAN_MANAGE, or CAN_EDIT for stricter registries.
@@ -236,6 +250,13 @@ MODELGATE_AUTH_FAILURES_PER_MINUTE = int(os.environ.get("MODELGATE_AUTH_FAILURES
 # Events whose publishing has not finished after this long are picked up by the sweeper.
 MODELGATE_EVENT_REPUBLISH_AFTER_SECONDS = 30
 MODELGATE_MAX_PAGE_SIZE = 1000
+# The alias poll path: how long it trusts a credential's user and the caller's level (seconds),
+# and how many reused threads (with persistent connections) run its queries; 0 threads runs
+# them the way Django runs sync code, a thread per request. The pool is PostgreSQL's default;
+# on SQLite a waiting poll was once seen to re-read a stale answer through a pooled connection,
+# so the embedded default keeps a connection per request until that is understood.
+MODELGATE_POLL_AUTH_TTL = float(os.environ.get("MODELGATE_POLL_AUTH_TTL", "2"))
+MODELGATE_POLL_THREADS = int(os.environ.get("MODELGATE_POLL_THREADS", "4" if IS_POSTGRES else "0"))
 # How often each web process looks for new events to wake long-polls and drop cached aliases.
 MODELGATE_EVENT_WATCH_INTERVAL = float(os.environ.get("MODELGATE_EVENT_WATCH_INTERVAL", "0.2"))
 

@@ -36,3 +36,4 @@ class EventType(models.TextChoices):
     VERSION_TAG_DELETED = "model_version_tag.deleted"
     ALIAS_SET = "model_version_alias.set"
     ALIAS_DELETED = "model_version_alias.deleted"
+    HISTORY_EXPORTED = "history.exported"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
@@ -57,32 +58,83 @@ def _timestamp(value: Any) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event_canonical(event: Event) -> bytes:
-    """The bytes the hash covers: a sorted-key compact JSON of every recorded field.
+event_timestamp = _timestamp
 
-    Only plain JSON types go in (strings, integers, null, lists, dicts), so the form is the same
-    whichever database stored the row and whichever code version reads it.
+# json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False), without building
+# an encoder per call (verify_history hashes every row of the log).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+# The recorded fields, in the order canonical_row() takes them (and verify_history reads them).
+CANONICAL_FIELDS = (
+    "seq",
+    "type",
+    "created_at",
+    "actor_id",
+    "actor_name",
+    "actor_token",
+    "source",
+    "client_ip",
+    "request_id",
+    "model_id",
+    "model_name",
+    "version",
+    "before",
+    "after",
+    "comment",
+    "prev_hash",
+)
+
+
+def canonical_row(row: Sequence[Any]) -> bytes:
+    """The bytes the hash covers, from the values of CANONICAL_FIELDS in that order.
+
+    A sorted-key compact JSON of every recorded field. Only plain JSON types go in (strings,
+    integers, null, lists, dicts), so the form is the same whichever database stored the row and
+    whichever code version reads it. docs/auditing.md describes it for offline verifiers.
     """
+    (
+        seq,
+        type,
+        created_at,
+        actor_id,
+        actor_name,
+        actor_token,
+        source,
+        client_ip,
+        request_id,
+        model_id,
+        model_name,
+        version,
+        before,
+        after,
+        comment,
+        prev_hash,
+    ) = row
     body = {
-        "seq": event.seq,
-        "type": event.type,
-        "created_at": _timestamp(event.created_at),
+        "seq": seq,
+        "type": type,
+        "created_at": created_at if isinstance(created_at, str) else _timestamp(created_at),
         "actor": {
-            "id": event.actor_id,
-            "name": event.actor_name,
-            "token": event.actor_token,
-            "source": event.source,
-            "client_ip": event.client_ip,
+            "id": actor_id,
+            "name": actor_name,
+            "token": actor_token,
+            "source": source,
+            "client_ip": client_ip,
         },
-        "request_id": event.request_id,
-        "model": {"id": event.model_id, "name": event.model_name},
-        "version": event.version,
-        "before": event.before,
-        "after": event.after,
-        "comment": event.comment,
-        "prev_hash": event.prev_hash,
+        "request_id": request_id,
+        "model": {"id": model_id, "name": model_name},
+        "version": version,
+        "before": before,
+        "after": after,
+        "comment": comment,
+        "prev_hash": prev_hash,
     }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL_JSON.encode(body).encode()
+
+
+def event_canonical(event: Event) -> bytes:
+    """The bytes an event's hash covers (see canonical_row)."""
+    return canonical_row([getattr(event, name) for name in CANONICAL_FIELDS])
 
 
 def event_hash(event: Event) -> str:

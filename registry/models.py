@@ -1,5 +1,6 @@
 """Registered models, their versions, tags and aliases, and the one event log."""
 
+import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -153,6 +154,36 @@ class ModelAlias(models.Model):
         return f"{self.model.name}@{self.alias}"
 
 
+def append_only_triggers() -> list[pgtrigger.Trigger]:
+    """PostgreSQL triggers that refuse UPDATE, DELETE and TRUNCATE on a table (a no-op elsewhere).
+
+    They are created by migrations, only on PostgreSQL (django-pgtrigger skips other vendors).
+    The hash chain and signed checkpoints detect tampering; these make the accidental or casual
+    kind impossible: no application code, admin action or stray SQL can edit the history.
+    """
+    refuse = (
+        "RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP "
+        "USING HINT = 'History is never edited or deleted; see docs/auditing.md.'; "
+        "RETURN NULL;"
+    )
+    return [
+        pgtrigger.Trigger(
+            name="append_only",
+            level=pgtrigger.Row,
+            when=pgtrigger.Before,
+            operation=pgtrigger.Update | pgtrigger.Delete,
+            func=refuse,
+        ),
+        pgtrigger.Trigger(
+            name="append_only_truncate",
+            level=pgtrigger.Statement,
+            when=pgtrigger.Before,
+            operation=pgtrigger.Truncate,
+            func=refuse,
+        ),
+    ]
+
+
 class Event(models.Model):
     """One change, appended in the transaction that made it; never updated or deleted.
 
@@ -185,6 +216,7 @@ class Event(models.Model):
             models.Index(fields=["model_name", "seq"], name="registry_event_model_name"),
             models.Index(fields=["actor_name", "seq"], name="registry_event_actor"),
         ]
+        triggers = append_only_triggers()
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.type}"
@@ -199,6 +231,28 @@ class EventChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"head #{self.seq}"
+
+
+class EventCheckpoint(models.Model):
+    """A signed statement that the chain ended at `seq` with `hash` at `created_at`.
+
+    Kept apart from the events and signed with a key that is not in the database, so cutting off
+    the tail of the log, or rewriting it with recomputed hashes, no longer matches a checkpoint.
+    """
+
+    seq = models.BigIntegerField(db_index=True)
+    hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    # Which key signed it (a fingerprint, not the key), so keys can be rotated.
+    key_id = models.CharField(max_length=16)
+    signature = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["seq", "pk"]
+        triggers = append_only_triggers()
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.seq}"
 
 
 class EventOutbox(models.Model):

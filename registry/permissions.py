@@ -14,6 +14,8 @@ those. Every selector that hands out a model asks this module first, so no door 
 
 from __future__ import annotations
 
+import threading
+import time
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +123,52 @@ def _token_model_ids(actor: Actor) -> set[int]:
     return allowed
 
 
+class _RecentLevels:
+    """Levels computed in the last few seconds, for actors that accept them (the poll path)."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._size = size
+        self._entries: dict[tuple[Any, ...], tuple[float, Level]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Level | None:
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: tuple[Any, ...], level: Level) -> None:
+        with self._lock:
+            if len(self._entries) >= self._size:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + settings.MODELGATE_POLL_AUTH_TTL, level)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+recent_levels = _RecentLevels()
+
+
 def model_level(actor: Actor, model: RegisteredModel) -> Level:
+    """The actor's effective level on one model (NONE when it may not even see it).
+
+    An actor made with `recent_permissions` may get a level computed up to
+    MODELGATE_POLL_AUTH_TTL seconds ago for the same user, token and model.
+    """
+    if not actor.recent_permissions:
+        return _model_level(actor, model)
+    key = (actor.user_id, actor.token.pk if actor.token else None, model.pk)
+    level = recent_levels.get(key)
+    if level is None:
+        level = _model_level(actor, model)
+        recent_levels.put(key, level)
+    return level
+
+
+def _model_level(actor: Actor, model: RegisteredModel) -> Level:
     """The actor's effective level on one model (NONE when it may not even see it).
 
     One query at most: the user's and their groups' grants on the model, and the registry-wide
@@ -149,6 +196,15 @@ def model_level(actor: Actor, model: RegisteredModel) -> Level:
 def sees_every_model(actor: Actor) -> bool:
     """A registry-wide reader not narrowed by a token: lists need no per-model filter."""
     return registry_level(actor) >= Level.CAN_READ and not _token_model_ids(actor)
+
+
+def require_auditor(actor: Actor, what: str = "This") -> None:
+    """Registry-wide history (verification) is for registry-wide readers: a CAN_READ grant on
+    every model (no write right needed) or a superuser, not narrowed by a token."""
+    if not sees_every_model(actor):
+        raise PermissionDenied(
+            f"{what} needs a registry-wide CAN_READ grant (the auditor's permission)."
+        )
 
 
 def visible_models(actor: Actor, queryset: QuerySet) -> QuerySet:

@@ -1,6 +1,7 @@
 from celery import shared_task
 
 from registry import publishing
+from registry.history import checkpoints
 
 
 @shared_task(name="registry.tasks.event_publish")
@@ -11,3 +12,10 @@ def event_publish(seq: int) -> bool:
 @shared_task(name="registry.tasks.events_republish_stale")
 def events_republish_stale() -> int:
     return publishing.events_republish_stale()
+
+
+@shared_task(name="registry.tasks.checkpoint_create")
+def checkpoint_create() -> int | None:
+    """Sign the chain head when it moved since the last checkpoint (beat, every few minutes)."""
+    checkpoint = checkpoints.checkpoint_create()
+    return checkpoint.seq if checkpoint is not None else None

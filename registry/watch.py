@@ -67,6 +67,11 @@ class ModelChangeWatcher:
             return False
         return True
 
+    def _wake_all(self) -> None:
+        with self._lock:
+            model_ids = set(self._waiters)
+        self._wake(model_ids)
+
     def _wake(self, model_ids: set[int]) -> None:
         with self._lock:
             woken = [w for model_id in model_ids for w in self._waiters.get(model_id, ())]
@@ -95,6 +100,11 @@ class ModelChangeWatcher:
                         }
                         last_seq = seq
                         self._wake(changed)
+                    elif seq < last_seq:
+                        # The log went back (a restored database, a test flush): whatever the
+                        # waiters saw may be gone, so every one of them re-reads.
+                        last_seq = seq
+                        self._wake_all()
                 except Exception:
                     logger.exception("watching for registry changes failed; retrying")
                     connection.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+import pgtrigger
 import pytest
 from django.conf import settings
+from django.core.management.commands import flush
 from rest_framework.test import APIClient
 
 from accounts.actors import Actor, Source
@@ -20,6 +22,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not os.environ.get("REDIS_URL"):
             item.add_marker(skip_redis)
+
+
+# The history's append-only triggers (PostgreSQL only; registry.models.append_only_triggers).
+HISTORY_TRIGGERS = [
+    f"registry.{model}:{name}"
+    for model in ("Event", "EventCheckpoint")
+    for name in ("append_only", "append_only_truncate")
+]
+
+
+def history_writable():
+    """Let the statements in the block past the history's append-only triggers (tests only).
+
+    django-pgtrigger's ignore: each statement is prefixed with a transaction-local
+    `set_config('pgtrigger.ignore', …)` that the trigger functions check. A no-op on SQLite.
+    """
+    return pgtrigger.ignore(*HISTORY_TRIGGERS)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _flush_past_history_triggers():
+    """pytest-django empties the tables after each transactional test with `flush` (a TRUNCATE
+    on PostgreSQL), which the append-only triggers refuse: that one command runs past them."""
+    handle = flush.Command.handle
+
+    def flush_handle(self: flush.Command, *args: object, **options: object) -> None:
+        with history_writable():
+            handle(self, *args, **options)
+
+    flush.Command.handle = flush_handle  # type: ignore[method-assign]
+    yield
+    flush.Command.handle = handle  # type: ignore[method-assign]
 
 
 @pytest.fixture(autouse=True)
@@ -42,10 +76,21 @@ def _fresh_cache():
     from django.core.cache import cache
 
     from accounts.authentication import verified_credentials
+    from registry.api.polling import recent_auth
+    from registry.permissions import recent_levels
 
     cache.clear()
     verified_credentials.clear()
+    recent_auth.clear()
+    recent_levels.clear()
     return
+
+
+@pytest.fixture(autouse=True)
+def _poll_reads_in_the_test_thread(settings):
+    """In-process requests read the alias on the test's own connection (its transaction holds
+    the test data); the live-server polling tests turn the reused thread pool back on."""
+    settings.MODELGATE_POLL_THREADS = 0
 
 
 @pytest.fixture

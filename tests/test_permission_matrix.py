@@ -49,6 +49,7 @@ OWN_TOKENS = "manages own tokens (not with a token)"
 AUTHOR = "the author only (the comment is the owner's)"
 PUBLIC = "no authentication"
 DOCS = "no authentication, but wrong credentials are refused"
+AUDITOR = "a registry-wide read grant (no role here has one)"
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def _acl(ctx: dict[str, Any]) -> dict[str, Any]:
 
 MLF = "/api/2.0/mlflow/"
 V1 = "/api/v1/"
+DBX_V1_STAGING = {"name": "m", "version": "1", "stage": "Staging"}
 
 MATRIX: dict[str, dict[str, Route]] = {
     # native API
@@ -314,6 +316,69 @@ MATRIX: dict[str, dict[str, Route]] = {
     "api/v1/transition-requests/<int:pk>/cancel/": {
         "POST": Route(Level.CAN_MANAGE, _q(V1 + "transition-requests/{request_id}/cancel/")),
     },
+    # Databricks workflow routes (the request is the owner's v1 → Staging, which no policy guards)
+    "api/2.0/mlflow/transition-requests/create": {
+        "POST": Route(
+            Level.CAN_READ,
+            _b(
+                MLF + "transition-requests/create",
+                {"name": "m", "version": "2", "stage": "Staging"},
+            ),
+        ),
+    },
+    "api/2.0/mlflow/transition-requests/approve": {
+        "POST": Route(
+            Level.CAN_MANAGE_STAGING_VERSIONS,
+            _b(
+                MLF + "transition-requests/approve",
+                {**DBX_V1_STAGING, "archive_existing_versions": False},
+            ),
+        ),
+    },
+    "api/2.0/mlflow/transition-requests/reject": {
+        "POST": Route(
+            Level.CAN_MANAGE_STAGING_VERSIONS,
+            _b(MLF + "transition-requests/reject", DBX_V1_STAGING),
+        ),
+    },
+    "api/2.0/mlflow/transition-requests/delete": {
+        "DELETE": Route(
+            Level.CAN_MANAGE,
+            _b(MLF + "transition-requests/delete", {**DBX_V1_STAGING, "creator": "owner"}),
+        ),
+    },
+    "api/2.0/mlflow/transition-requests/list": {
+        "GET": _read(Level.CAN_READ, MLF + "transition-requests/list", name="m", version="1"),
+    },
+    "api/2.0/mlflow/comments/create": {
+        "POST": Route(
+            Level.CAN_READ,
+            _b(MLF + "comments/create", {"name": "m", "version": "1", "comment": "hi"}),
+        ),
+    },
+    "api/2.0/mlflow/comments/update": {
+        "PATCH": Route(
+            AUTHOR,
+            lambda ctx: (
+                MLF + "comments/update",
+                {"id": str(ctx["comment_id"]), "comment": "edited"},
+            ),
+        ),
+    },
+    "api/2.0/mlflow/comments/delete": {
+        "DELETE": Route(
+            Level.CAN_MANAGE, lambda ctx: (MLF + "comments/delete", {"id": str(ctx["comment_id"])})
+        ),
+    },
+    "api/2.0/mlflow/databricks/model-versions/transition-stage": {
+        "POST": Route(
+            Level.CAN_MANAGE_STAGING_VERSIONS,
+            _b(
+                MLF + "databricks/model-versions/transition-stage",
+                {**DBX_V1_STAGING, "archive_existing_versions": False, "comment": "go"},
+            ),
+        ),
+    },
     "api/v1/models/<str:name>/versions/<str:version>/comments/": {
         "GET": _read(Level.CAN_READ, V1 + "models/m/versions/1/comments/"),
         "POST": Route(Level.CAN_READ, _b(V1 + "models/m/versions/1/comments/", {"text": "hi"})),
@@ -331,6 +396,13 @@ MATRIX: dict[str, dict[str, Route]] = {
     # health, for load balancers and probes
     "healthz": {"GET": _read(PUBLIC, "/healthz")},
     "readyz": {"GET": _read(PUBLIC, "/readyz")},
+    # history for auditors (issue 7)
+    "api/v1/events/verify/": {"GET": _read(AUDITOR, V1 + "events/verify/")},
+    "api/v1/events/export/": {"GET": _read(ANY_USER, V1 + "events/export/", format="csv")},
+    "api/v1/models/<str:name>/history/": {"GET": _read(Level.CAN_READ, V1 + "models/m/history/")},
+    "api/v1/models/<str:name>/aliases/<str:alias>/history/": {
+        "GET": _read(Level.CAN_READ, V1 + "models/m/aliases/prod/history/")
+    },
 }
 
 # Routes that are not API doors: the admin (its own login, tested apart), static assets, and
@@ -410,6 +482,8 @@ def _expected(role: str, route: Route) -> int | str:
         return 401
     if route.needs == ANY_USER:
         return "ok"
+    if route.needs == AUDITOR:
+        return 403
     if route.needs == CREATE:
         return 403 if _uses_token(role) else "ok"
     if route.needs == OWN_TOKENS:

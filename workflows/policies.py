@@ -14,7 +14,7 @@ from config.errors import AlreadyExists, InvalidParameter, PermissionDenied
 from registry.choices import Stage
 from registry.events import event_record
 from registry.models import RegisteredModel
-from registry.permissions import Level, registry_level, require_level
+from registry.permissions import Level, require_level
 from registry.validation import validate_alias, validate_tag
 from workflows.choices import WorkflowEvent
 from workflows.models import Policy
@@ -99,7 +99,11 @@ def policy_snapshot(policy: Policy) -> dict[str, Any]:
 
 def _require_policy_admin(actor: Actor, model: RegisteredModel | None) -> None:
     if model is None:
-        if registry_level(actor) < Level.CAN_MANAGE or actor.token is not None:
+        # Superusers (and the system) only: a registry-wide CAN_MANAGE grant manages each
+        # model's own policies, not the registry's defaults.
+        user = actor.user
+        is_superuser = user is not None and user.is_active and user.is_superuser
+        if not (actor.is_system or is_superuser) or actor.token is not None:
             raise PermissionDenied("Only superusers change registry-wide policies.")
     else:
         require_level(actor, model, Level.CAN_MANAGE)
@@ -183,7 +187,9 @@ def policy_create(
 @transaction.atomic
 def policy_update(*, actor: Actor, policy: Policy, **values: Any) -> Policy:
     """Change a policy; requests already made keep the rules they were made under."""
-    policy = Policy.objects.select_for_update().select_related("model").get(pk=policy.pk)
+    policy = (
+        Policy.objects.select_for_update(of=("self",)).select_related("model").get(pk=policy.pk)
+    )
     _require_policy_admin(actor, policy.model)
     before = policy_snapshot(policy)
     for key, value in _clean(policy.target, values).items():
@@ -202,7 +208,9 @@ def policy_update(*, actor: Actor, policy: Policy, **values: Any) -> Policy:
 
 @transaction.atomic
 def policy_delete(*, actor: Actor, policy: Policy) -> None:
-    policy = Policy.objects.select_for_update().select_related("model").get(pk=policy.pk)
+    policy = (
+        Policy.objects.select_for_update(of=("self",)).select_related("model").get(pk=policy.pk)
+    )
     _require_policy_admin(actor, policy.model)
     event_record(
         type=WorkflowEvent.POLICY_DELETED,

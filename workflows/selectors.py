@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from accounts.actors import Actor
 from config.errors import NotFound
@@ -41,11 +42,14 @@ def request_get(*, actor: Actor, pk: int) -> TransitionRequest:
 
 def requests_waiting_for(*, actor: Actor, model: RegisteredModel | None = None) -> list:
     """Pending requests the actor may decide now: right level, not its own (when the policy
-    says so), not decided yet."""
+    says so), not decided yet, not expired."""
     if actor.user is None:
         return []
-    pending = request_list(actor=actor, model=model, status=RequestStatus.PENDING).exclude(
-        reviews__reviewer=actor.user
+    pending = (
+        request_list(actor=actor, model=model, status=RequestStatus.PENDING)
+        .exclude(reviews__reviewer=actor.user)
+        # Past its time but not swept yet: it can no longer be decided.
+        .exclude(expires_at__lte=timezone.now())
     )
     levels: dict[int, Level] = {}
     waiting = []

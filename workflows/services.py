@@ -154,6 +154,8 @@ def reviewer_refusal(
     """Why `actor` may not make `decision` on `request` now, or None when it may."""
     if actor.user is None:
         return PermissionDenied("Only a signed-in user can review a request.")
+    if actor.token is not None and actor.token.read_only:
+        return PermissionDenied("This API token is read-only.")
     needed = Level[request.approver_level]
     have = model_level(actor, request.model)
     if have < needed:
@@ -176,9 +178,17 @@ def reviewer_refusal(
 
 @transaction.atomic
 def request_approve(
-    *, request: TransitionRequest, actor: Actor, comment: str = ""
+    *,
+    request: TransitionRequest,
+    actor: Actor,
+    comment: str = "",
+    archive_existing_versions: bool | None = None,
 ) -> TransitionRequest:
-    """Record an approval; at the quorum the request is APPROVED and queued for applying."""
+    """Record an approval; at the quorum the request is APPROVED and queued for applying.
+
+    `archive_existing_versions` is the approver's choice, as Databricks' approve carries it: it
+    counts for a stage request made under no policy (Databricks' rules); a policy's choice stands.
+    """
     comment = _text(comment)
     request = _lock_request(request)
     _require_open(request)
@@ -209,7 +219,13 @@ def request_approve(
     if quorum:
         request.status = RequestStatus.APPROVED
         request.decided_at = now
-    request.save(update_fields=["status", "updated_at", "decided_at"])
+        if (
+            archive_existing_versions is not None
+            and request.policy_id_at_creation is None
+            and request.target in (Stage.STAGING, Stage.PRODUCTION)
+        ):
+            request.archive_existing_versions = archive_existing_versions
+    request.save(update_fields=["status", "updated_at", "decided_at", "archive_existing_versions"])
     _record(WorkflowEvent.REQUEST_APPROVAL_RECORDED, request, actor, comment)
     if quorum:
         _record(WorkflowEvent.REQUEST_APPROVED, request, actor)
@@ -394,7 +410,11 @@ def requests_apply_waiting(*, older_than: timedelta = timedelta(seconds=30)) -> 
     ids = TransitionRequest.objects.filter(
         status=RequestStatus.APPROVED, decided_at__lte=cutoff
     ).values_list("pk", flat=True)
-    return sum(1 for request_id in list(ids) if request_apply(request_id=request_id))
+    applied = 0
+    for request_id in list(ids):
+        request = request_apply(request_id=request_id)
+        applied += request is not None and request.status == RequestStatus.APPLIED
+    return applied
 
 
 # --- comments -------------------------------------------------------------------------------

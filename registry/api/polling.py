@@ -2,15 +2,27 @@
 
 It is an async view so that a request waiting for the alias to move holds no thread: hundreds
 of bots can wait while other requests are served. Each check of the alias is one short trip to
-a worker thread (authentication and one indexed query); a rendered answer is cached by its ETag,
-which changes whenever the answer would, so a 200 costs no more queries than a 304.
+a worker thread; a rendered answer is cached by its ETag, which changes whenever the answer
+would, so a 200 costs no more queries than a 304.
+
+Bots poll the same alias with the same credentials every few seconds, so the poll path keeps,
+for MODELGATE_POLL_AUTH_TTL seconds (default 2), who a credential belongs to and the caller's
+level on the model: a warm poll is one indexed query. A revoked token, a deactivated user or a
+removed grant therefore stops working on this path within that time, not at once; every other
+route checks afresh. The trips run on a small pool of reused threads with persistent database
+connections (MODELGATE_POLL_THREADS), instead of a new thread and connection per request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +82,94 @@ class _BodyCache:
 _bodies = _BodyCache(_BODY_CACHE_SIZE)
 
 
+class _RecentAuth:
+    """Who an Authorization header authenticated as, for a few seconds (see the module doc)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, tuple[float, Any, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(header: str) -> bytes:
+        return hashlib.sha256(header.encode()).digest()
+
+    def get(self, key: bytes) -> tuple[Any, Any] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            expires, user, auth = entry
+            if expires < time.monotonic():
+                del self._entries[key]
+                return None
+            return user, auth
+
+    def put(self, key: bytes, user: Any, auth: Any) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + settings.MODELGATE_POLL_AUTH_TTL, user, auth)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+recent_auth = _RecentAuth()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=settings.MODELGATE_POLL_THREADS, thread_name_prefix="modelgate-poll"
+            )
+        return _pool
+
+
+def pool_close() -> None:
+    """Close every pool thread's database connection and stop the pool (tests, shutdown)."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is None:
+        return
+    workers = pool._max_workers
+    barrier = threading.Barrier(workers)
+
+    def close_own() -> None:
+        barrier.wait(timeout=10)  # one task per thread: each waits until all threads hold one
+        connection.close()
+
+    for future in [pool.submit(close_own) for _ in range(workers)]:
+        future.result(timeout=15)
+    pool.shutdown(wait=True)
+
+
+async def _in_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a database read off the event loop: on the reused pool when configured, else the way
+    Django runs sync code (a thread per request, its connection closed when the request ends)."""
+    if settings.MODELGATE_POLL_THREADS <= 0:
+        return await sync_to_async(func)(*args, **kwargs)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        _executor(), functools.partial(_pooled, func, *args, **kwargs)
+    )
+
+
+def _pooled(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    # The pool thread keeps its connection between calls; drop it only if it broke.
+    if connection.errors_occurred:
+        connection.errors_occurred = False
+        if not connection.is_usable():
+            connection.close()
+    return func(*args, **kwargs)
+
+
 @dataclass(frozen=True, slots=True)
 class AliasAnswer:
     model_id: int
@@ -79,10 +179,18 @@ class AliasAnswer:
 
 def _authenticate(request: HttpRequest) -> Actor:
     """Authenticate as the DRF views do; raises NotAuthenticated / AuthenticationFailed."""
+    header = request.headers.get("Authorization", "")
+    key = recent_auth.key(header) if header else None
+    remembered = recent_auth.get(key) if key is not None else None
+    if remembered is not None:
+        request.user, request.auth = remembered  # type: ignore[attr-defined]
+        return Actor.from_request(request, recent_permissions=True)
     drf_request = Request(request, authenticators=[auth() for auth in _AUTHENTICATORS])
     if not drf_request.user.is_authenticated and not settings.MODELGATE_ANONYMOUS_READ:
         raise exceptions.NotAuthenticated("Authentication credentials were not provided.")
-    return Actor.from_request(drf_request)
+    if key is not None and drf_request.user.is_authenticated:
+        recent_auth.put(key, drf_request.user, drf_request.auth)
+    return Actor.from_request(drf_request, recent_permissions=True)
 
 
 def alias_read(*, actor: Actor, name: str, alias: str, known_etags: set[str]) -> AliasAnswer:
@@ -110,6 +218,11 @@ def _first_read(request: HttpRequest, **kwargs: Any) -> tuple[Actor, AliasAnswer
 def _release_connection() -> None:
     if not connection.in_atomic_block:  # never inside a test's wrapping transaction
         connection.close()
+
+
+async def _release_if_per_request() -> None:
+    if settings.MODELGATE_POLL_THREADS <= 0:
+        await sync_to_async(_release_connection)()
 
 
 def if_none_match(request: HttpRequest) -> set[str]:
@@ -169,26 +282,27 @@ async def alias_poll(request: HttpRequest, name: str, alias: str) -> HttpRespons
     """
     wait = parse_wait(request.GET.get("wait"))
     known = if_none_match(request)
-    # Thread-sensitive: the reads run on the request's own worker thread (and connection), which
-    # Django closes when the request finishes; nothing is held while the request waits.
-    actor, answer = await sync_to_async(_first_read)(
-        request, name=name, alias=alias, known_etags=known
+    actor, answer = await _in_thread(
+        _first_read, request, name=name, alias=alias, known_etags=known
     )
     if answer.body is not None or wait == 0:
         return render(answer)
-    # Hand the database connection back (to the pool on PostgreSQL) before waiting: hundreds of
-    # waiting bots must not hold hundreds of connections.
-    await sync_to_async(_release_connection)()
+    # Without the pool, hand the request thread's database connection back (to the pool on
+    # PostgreSQL) before waiting: hundreds of waiting bots must not hold hundreds of connections.
+    await _release_if_per_request()
     waiter = watcher.register(answer.model_id)
     try:
         # Re-read after registering: a move committed before registration is seen here, one
         # committed after it wakes the waiter.
-        read = sync_to_async(alias_read)
-        answer = await read(actor=actor, name=name, alias=alias, known_etags=known)
+        answer = await _in_thread(
+            alias_read, actor=actor, name=name, alias=alias, known_etags=known
+        )
         if answer.body is None:
-            await sync_to_async(_release_connection)()
+            await _release_if_per_request()
             if await watcher.wait(waiter, wait):
-                answer = await read(actor=actor, name=name, alias=alias, known_etags=known)
+                answer = await _in_thread(
+                    alias_read, actor=actor, name=name, alias=alias, known_etags=known
+                )
     finally:
         watcher.unregister(answer.model_id, waiter)
     return render(answer)

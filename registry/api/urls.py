@@ -1,6 +1,6 @@
 from django.urls import path
 
-from registry.api import permissions, views
+from registry.api import history, permissions, views
 
 urlpatterns = [
     path("models/", views.ModelListCreateApi.as_view(), name="model-list"),
@@ -39,4 +39,12 @@ urlpatterns = [
         name="alias-detail",
     ),
     path("events/", views.EventListApi.as_view(), name="event-list"),
+    path("events/verify/", history.EventVerifyApi.as_view(), name="event-verify"),
+    path("events/export/", history.EventExportApi.as_view(), name="event-export"),
+    path("models/<str:name>/history/", history.ModelHistoryApi.as_view(), name="model-history"),
+    path(
+        "models/<str:name>/aliases/<str:alias>/history/",
+        history.AliasHistoryApi.as_view(),
+        name="alias-history",
+    ),
 ]

@@ -11,6 +11,7 @@ import pytest
 
 from accounts.actors import Actor
 from registry import services
+from registry.api.polling import pool_close
 from registry.watch import watcher
 from tests.factories import make_model, make_version
 
@@ -37,6 +38,10 @@ def seeded(bot):
 @pytest.fixture(autouse=True)
 def _fast_watch(settings):
     settings.MODELGATE_EVENT_WATCH_INTERVAL = 0.05
+    # PostgreSQL's default: reused threads and connections (SQLite keeps one per request).
+    settings.MODELGATE_POLL_THREADS = 4 if settings.IS_POSTGRES else 0
+    yield
+    pool_close()  # the pool's connections must not outlive the test database
 
 
 def _url(live_server, alias: str = "production") -> str:
@@ -141,3 +146,21 @@ def test_bad_wait_is_a_400(live_server, seeded, wait):
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
     assert "wait" in response.json()["fields"]
+
+
+def test_the_poll_path_trusts_a_credential_for_the_ttl_only(live_server, seeded, settings):
+    from accounts.tokens import token_create, token_revoke
+
+    _, actor = seeded
+    settings.MODELGATE_POLL_AUTH_TTL = 0.5
+    issued = token_create(user=actor.user, name="poller")
+    headers = {"Authorization": f"Bearer {issued.secret}"}
+    assert httpx.get(_url(live_server), headers=headers).status_code == 200
+    token_revoke(token=issued.token)
+    # Other routes refuse the revoked token at once; the poll path within the TTL ...
+    models_url = f"{live_server.url}/api/v1/models/"
+    assert httpx.get(models_url, headers=headers).status_code == 401
+    assert httpx.get(_url(live_server), headers=headers).status_code == 200
+    time.sleep(0.6)
+    # ... and not after it.
+    assert httpx.get(_url(live_server), headers=headers).status_code == 401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -145,7 +146,7 @@ class RequestDetailApi(APIView):
 
 
 class _RequestDecisionApi(APIView):
-    decide = staticmethod(services.request_approve)
+    decide: Callable[..., TransitionRequest] = staticmethod(services.request_approve)
 
     @extend_schema(request=s.DecisionInSerializer, responses=s.RequestOutSerializer)
     def post(self, request: Request, pk: int) -> Response:
