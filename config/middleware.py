@@ -1,11 +1,15 @@
-"""Request ids: taken from X-Request-ID when a proxy set a sane one, else generated."""
+"""Request ids, and Django's middleware made cheap under ASGI."""
 
 import re
 import uuid
 from collections.abc import Awaitable, Callable
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.contrib.auth import middleware as auth_middleware
+from django.contrib.messages import middleware as messages_middleware
+from django.contrib.sessions import middleware as sessions_middleware
 from django.http import HttpRequest, HttpResponse
+from django.middleware import clickjacking, common, csrf, security
 
 _SANE_ID = re.compile(r"^[\w.\-:]{1,64}$")
 
@@ -40,3 +44,57 @@ class RequestIdMiddleware:
         response = await self.get_response(request)
         response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
         return response
+
+
+# --- Django's middleware without thread hops under ASGI ---------------------------------------
+#
+# Under ASGI, Django's MiddlewareMixin runs every process_request / process_response hook through
+# sync_to_async: a thread hop each, about a dozen per request for the stack below, which cost
+# more than many views do. These hooks do no blocking I/O (they set headers, read cookies, make
+# lazy objects), so here they run in the event loop. The session's response hook is the one
+# exception: it saves the session (a database write) when it was used, and then it still runs
+# on a thread. Under WSGI (tests, management commands) nothing changes.
+
+
+class _InlineHooks:
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        response = None
+        if hasattr(self, "process_request"):
+            response = self.process_request(request)
+        response = response or await self.get_response(request)  # type: ignore[attr-defined]
+        if hasattr(self, "process_response"):
+            response = self.process_response(request, response)
+        return response
+
+
+class SecurityMiddleware(_InlineHooks, security.SecurityMiddleware):
+    pass
+
+
+class CommonMiddleware(_InlineHooks, common.CommonMiddleware):
+    pass
+
+
+class CsrfViewMiddleware(_InlineHooks, csrf.CsrfViewMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(_InlineHooks, auth_middleware.AuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(_InlineHooks, messages_middleware.MessageMiddleware):
+    pass
+
+
+class XFrameOptionsMiddleware(_InlineHooks, clickjacking.XFrameOptionsMiddleware):
+    pass
+
+
+class SessionMiddleware(sessions_middleware.SessionMiddleware):
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        self.process_request(request)  # a lazy session store: no I/O yet
+        response = await self.get_response(request)  # type: ignore[misc]
+        if request.session.accessed:  # it may need saving: a database write, on a thread
+            return await sync_to_async(self.process_response)(request, response)
+        return self.process_response(request, response)
