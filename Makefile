@@ -9,7 +9,7 @@ MLFLOW2 ?= mlflow-skinny==2.22.*
 BIN_MLFLOW2 := $(VENV_MLFLOW2)/bin
 STAMP_MLFLOW2 := $(VENV_MLFLOW2)/.installed
 
-.PHONY: run test test-e2e test-mlflow2 lint format install bench bench-mlflow clean
+.PHONY: run test test-e2e test-mlflow2 lint format install bench bench-mlflow bench-longpoll clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ bench: $(STAMP)
 # into bench/.mlflow-venv on first use); needs wrk, PostgreSQL and Redis on 127.0.0.1.
 bench-mlflow: $(STAMP)
 	$(BIN)/python bench/mlflow_compare.py $(BENCH_ARGS)
+
+# Hundreds of waiting long-polls against the alias read's throughput, and how fast a move
+# reaches them.
+bench-longpoll: $(STAMP)
+	$(BIN)/python bench/longpoll.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV_MLFLOW2) var
