@@ -176,6 +176,23 @@ def reviewer_refusal(
     return None
 
 
+def _review_record(
+    request: TransitionRequest, actor: Actor, decision: Decision, comment: str, now: Any
+) -> Review:
+    """The reviewer's decision, with the copies the no-self-approval constraint checks."""
+    return Review.objects.create(
+        request=request,
+        reviewer=actor.user,  # type: ignore[misc]  # reviewer_refusal refused a None user
+        reviewer_name=actor.name,
+        decision=decision,
+        comment=comment,
+        created_at=now,
+        requester_id_copy=request.requester_id,
+        version_creator_id_copy=request.version.created_by_id,
+        self_approval_allowed=request.allow_self_approval,
+    )
+
+
 @transaction.atomic
 def request_approve(
     *,
@@ -202,17 +219,7 @@ def request_approve(
             "be approved."
         )
     now = timezone.now()
-    Review.objects.create(
-        request=request,
-        reviewer=actor.user,  # type: ignore[misc]  # reviewer_refusal refused a None user
-        reviewer_name=actor.name,
-        decision=Decision.APPROVE,
-        comment=comment,
-        created_at=now,
-        requester_id_copy=request.requester_id,
-        version_creator_id_copy=request.version.created_by_id,
-        self_approval_allowed=request.allow_self_approval,
-    )
+    _review_record(request, actor, Decision.APPROVE, comment, now)
     request.updated_at = now
     approvals = request.reviews.filter(decision=Decision.APPROVE).count()
     quorum = approvals >= request.required_approvals
@@ -256,17 +263,7 @@ def request_reject(
     if refusal:
         raise refusal
     now = timezone.now()
-    Review.objects.create(
-        request=request,
-        reviewer=actor.user,  # type: ignore[misc]  # reviewer_refusal refused a None user
-        reviewer_name=actor.name,
-        decision=Decision.REJECT,
-        comment=comment,
-        created_at=now,
-        requester_id_copy=request.requester_id,
-        version_creator_id_copy=request.version.created_by_id,
-        self_approval_allowed=request.allow_self_approval,
-    )
+    _review_record(request, actor, Decision.REJECT, comment, now)
     request.status = RequestStatus.REJECTED
     request.decided_at = request.updated_at = now
     request.save(update_fields=["status", "decided_at", "updated_at"])
