@@ -33,6 +33,8 @@ class ModelChangeWatcher:
         self._lock = threading.Lock()
         self._waiters: dict[int, set[Waiter]] = defaultdict(set)
         self._thread: threading.Thread | None = None
+        # Bumped before every wake: waiters woken together share one re-read per generation.
+        self.generation = 0
 
     def waiting(self) -> int:
         with self._lock:
@@ -74,6 +76,7 @@ class ModelChangeWatcher:
 
     def _wake(self, model_ids: set[int]) -> None:
         with self._lock:
+            self.generation += 1
             woken = [w for model_id in model_ids for w in self._waiters.get(model_id, ())]
         for loop, future in woken:
             loop.call_soon_threadsafe(_resolve, future)

@@ -257,6 +257,37 @@ def render(answer: AliasAnswer) -> HttpResponse:
     return response
 
 
+# Re-reads after a wake, shared by the waiters of one alias on one event loop: after a move,
+# hundreds of bots waiting on the same alias cost one read, not one thread and query each.
+# A waiting request was authorised when it arrived; the shared read does not re-check it.
+_rereads: dict[tuple[int, str, str, int], asyncio.Future[AliasAnswer]] = {}
+
+
+async def _shared_reread(actor: Actor, name: str, alias: str, known: set[str]) -> AliasAnswer:
+    key = (id(asyncio.get_running_loop()), name, alias, watcher.generation)
+    shared = _rereads.get(key)
+    if shared is None:
+        shared = asyncio.get_running_loop().create_future()
+        _rereads[key] = shared
+        try:
+            fresh = await _in_thread(
+                alias_read, actor=actor, name=name, alias=alias, known_etags=set()
+            )
+        except BaseException as exc:
+            shared.set_exception(exc)
+            raise
+        else:
+            shared.set_result(fresh)
+        finally:
+            # Later waiters of this generation already hold the future; a later generation
+            # reads afresh.
+            asyncio.get_running_loop().call_later(1.0, _rereads.pop, key, None)
+    fresh = await asyncio.shield(shared)
+    if fresh.etag in known:
+        return AliasAnswer(fresh.model_id, fresh.etag, None)
+    return fresh
+
+
 async def guarded(
     view: Callable[..., Awaitable[HttpResponse]], request: HttpRequest, *args: Any
 ) -> HttpResponse:
@@ -300,9 +331,7 @@ async def alias_poll(request: HttpRequest, name: str, alias: str) -> HttpRespons
         if answer.body is None:
             await _release_if_per_request()
             if await watcher.wait(waiter, wait):
-                answer = await _in_thread(
-                    alias_read, actor=actor, name=name, alias=alias, known_etags=known
-                )
+                answer = await _shared_reread(actor, name, alias, known)
     finally:
         watcher.unregister(answer.model_id, waiter)
     return render(answer)
