@@ -52,6 +52,16 @@ class Actor:
         return cls(user=None, source=source, is_system=True)
 
     @classmethod
+    def of_request(cls, request: Any, source: str = Source.API) -> Actor:
+        """The request's actor, made once per request: it memoises permission look-ups, so
+        every check in one request shares them."""
+        actor = getattr(request, "_modelgate_actor", None)
+        if actor is None:
+            actor = cls.from_request(request, source=source)
+            request._modelgate_actor = actor
+        return actor
+
+    @classmethod
     def from_request(
         cls, request: Any, source: str = Source.API, recent_permissions: bool = False
     ) -> Actor:

@@ -41,7 +41,7 @@ class ModelPermissionsApi(APIView):
 
     def _model(self, request: Request, name: str) -> RegisteredModel:
         return selectors.model_get(
-            actor=Actor.from_request(request), name=name, level=Level.CAN_MANAGE
+            actor=Actor.of_request(request), name=name, level=Level.CAN_MANAGE
         )
 
     @extend_schema(responses=_ACL_OUT)
@@ -62,7 +62,7 @@ class ModelPermissionsApi(APIView):
         model = self._model(request, name)
         services.permissions_update(
             model=model,
-            actor=Actor.from_request(request),
+            actor=Actor.of_request(request),
             users=users,
             groups=groups,
             replace=replace,

@@ -27,12 +27,7 @@ MODEL_ORDERINGS = {"name", "-name", "created_at", "-created_at", "updated_at", "
 
 
 def _actor(request: Request) -> Actor:
-    """The request's actor, made once per request (it memoises permission look-ups)."""
-    actor = getattr(request, "_modelgate_actor", None)
-    if actor is None:
-        actor = Actor.from_request(request)
-        request._modelgate_actor = actor  # type: ignore[attr-defined]
-    return actor
+    return Actor.of_request(request)
 
 
 def _model(request: Request, name: str, level: Level = Level.CAN_READ) -> RegisteredModel:

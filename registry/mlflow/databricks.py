@@ -23,7 +23,7 @@ from registry.permissions import GRANTABLE, LEVEL_DESCRIPTIONS, Level, model_lev
 
 
 def _actor(request: Request) -> Actor:
-    return Actor.from_request(request, source=Source.MLFLOW)
+    return Actor.of_request(request, Source.MLFLOW)
 
 
 class DatabricksModelGetApi(MlflowApi):

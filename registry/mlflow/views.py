@@ -30,12 +30,7 @@ _DEPLOYMENT_JOB_STATES = ("NOT_SET_UP", "CONNECTED", "NOT_FOUND", "REQUIRED_PARA
 
 
 def _actor(request: Request) -> Actor:
-    """The request's actor, made once per request (it memoises permission look-ups)."""
-    actor = getattr(request, "_modelgate_actor", None)
-    if actor is None:
-        actor = Actor.from_request(request, source=Source.MLFLOW)
-        request._modelgate_actor = actor  # type: ignore[attr-defined]
-    return actor
+    return Actor.of_request(request, Source.MLFLOW)
 
 
 def _model(request: Request, params: Params, level: Level = Level.CAN_READ) -> RegisteredModel:

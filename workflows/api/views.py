@@ -27,11 +27,7 @@ from workflows.models import TransitionRequest
 
 
 def _actor(request: Request) -> Actor:
-    actor = getattr(request, "_modelgate_actor", None)
-    if actor is None:
-        actor = Actor.from_request(request)
-        request._modelgate_actor = actor  # type: ignore[attr-defined]
-    return actor
+    return Actor.of_request(request)
 
 
 def _version(request: Request, name: str, version: str) -> ModelVersion:

@@ -44,12 +44,7 @@ _MAX_ID = 2**63 - 1
 
 
 def _actor(request: Request) -> Actor:
-    """The request's actor, made once per request (it memoises permission look-ups)."""
-    actor = getattr(request, "_modelgate_actor", None)
-    if actor is None:
-        actor = Actor.from_request(request, source=Source.MLFLOW)
-        request._modelgate_actor = actor  # type: ignore[attr-defined]
-    return actor
+    return Actor.of_request(request, Source.MLFLOW)
 
 
 def _version(request: Request, params: Params) -> ModelVersion:
