@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-import time
-from collections import OrderedDict
 from typing import Any
 
 from django.conf import settings
@@ -28,13 +26,14 @@ from rest_framework.authentication import BaseAuthentication, BasicAuthenticatio
 from accounts.models import ApiToken
 from accounts.throttling import WINDOW_SECONDS, auth_failure_note, auth_failures_exceeded
 from accounts.tokens import TokenError, looks_like_token, token_check
+from config.localcache import LocalCache
 
 CACHE_TTL_SECONDS = 300
 CACHE_MAX_ENTRIES = 10_000
 
 
 class _VerifiedCredentials:
-    """A small LRU of (credential digest → password hash it was verified against, expiry).
+    """Credential digest → the password hash it was verified against, for CACHE_TTL_SECONDS.
 
     `single_flight(key)` serialises the slow check per credential, so a burst of requests with
     the same credentials on a cold process pays for one password hash, not one each.
@@ -43,8 +42,7 @@ class _VerifiedCredentials:
     _STRIPES = 64
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._verified: LocalCache[str] = LocalCache(CACHE_MAX_ENTRIES, ttl=CACHE_TTL_SECONDS)
         self._flights = [threading.Lock() for _ in range(self._STRIPES)]
 
     def single_flight(self, key: bytes) -> threading.Lock:
@@ -57,27 +55,14 @@ class _VerifiedCredentials:
         ).digest()
 
     def matches(self, key: bytes, password_hash: str) -> bool:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return False
-            stored_hash, expires = entry
-            if expires < time.monotonic():
-                del self._entries[key]
-                return False
-            self._entries.move_to_end(key)
-        return hmac.compare_digest(stored_hash, password_hash)
+        stored = self._verified.get(key)
+        return stored is not None and hmac.compare_digest(stored, password_hash)
 
     def remember(self, key: bytes, password_hash: str) -> None:
-        with self._lock:
-            self._entries[key] = (password_hash, time.monotonic() + CACHE_TTL_SECONDS)
-            self._entries.move_to_end(key)
-            while len(self._entries) > CACHE_MAX_ENTRIES:
-                self._entries.popitem(last=False)
+        self._verified.put(key, password_hash)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._verified.clear()
 
 
 verified_credentials = _VerifiedCredentials()

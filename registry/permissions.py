@@ -14,8 +14,6 @@ those. Every selector that hands out a model asks this module first, so no door 
 
 from __future__ import annotations
 
-import threading
-import time
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +22,7 @@ from django.contrib.auth.models import Permission
 from django.db.models import Q, QuerySet
 
 from config.errors import NotFound, PermissionDenied
+from config.localcache import LocalCache
 
 if TYPE_CHECKING:
     from accounts.actors import Actor
@@ -123,33 +122,8 @@ def _token_model_ids(actor: Actor) -> set[int]:
     return allowed
 
 
-class _RecentLevels:
-    """Levels computed in the last few seconds, for actors that accept them (the poll path)."""
-
-    def __init__(self, size: int = 50_000) -> None:
-        self._size = size
-        self._entries: dict[tuple[Any, ...], tuple[float, Level]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[Any, ...]) -> Level | None:
-        with self._lock:
-            entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
-
-    def put(self, key: tuple[Any, ...], level: Level) -> None:
-        with self._lock:
-            if len(self._entries) >= self._size:
-                self._entries.clear()
-            self._entries[key] = (time.monotonic() + settings.MODELGATE_POLL_AUTH_TTL, level)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-recent_levels = _RecentLevels()
+# Levels computed in the last few seconds, for actors that accept them (the poll path).
+recent_levels: LocalCache[Level] = LocalCache(50_000, ttl=lambda: settings.MODELGATE_POLL_AUTH_TTL)
 
 
 def model_level(actor: Actor, model: RegisteredModel) -> Level:

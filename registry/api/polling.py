@@ -19,8 +19,6 @@ import asyncio
 import functools
 import hashlib
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from rest_framework.settings import api_settings
 from accounts.actors import Actor
 from config.api import WWW_AUTHENTICATE, error_json
 from config.errors import DomainError, InvalidParameter, NotFound
+from config.localcache import LocalCache
 from registry import selectors
 from registry.api.serializers import VersionOutSerializer
 from registry.watch import watcher
@@ -57,66 +56,14 @@ def alias_etag(version_pk: int, version_updated: object, model_updated: object) 
     return f'"{version_pk}-{stamp}"'
 
 
-class _BodyCache:
-    """Rendered alias answers by ETag; an ETag names one exact answer, so entries never go stale."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, etag: str) -> bytes | None:
-        with self._lock:
-            body = self._entries.get(etag)
-            if body is not None:
-                self._entries.move_to_end(etag)
-            return body
-
-    def put(self, etag: str, body: bytes) -> None:
-        with self._lock:
-            self._entries[etag] = body
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+# Rendered alias answers by ETag: an ETag names one exact answer, so entries never go stale.
+_bodies: LocalCache[bytes] = LocalCache(_BODY_CACHE_SIZE)
 
 
-_bodies = _BodyCache(_BODY_CACHE_SIZE)
-
-
-class _RecentAuth:
-    """Who an Authorization header authenticated as, for a few seconds (see the module doc)."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._size = size
-        self._entries: OrderedDict[bytes, tuple[float, Any, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(header: str) -> bytes:
-        return hashlib.sha256(header.encode()).digest()
-
-    def get(self, key: bytes) -> tuple[Any, Any] | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            expires, user, auth = entry
-            if expires < time.monotonic():
-                del self._entries[key]
-                return None
-            return user, auth
-
-    def put(self, key: bytes, user: Any, auth: Any) -> None:
-        with self._lock:
-            self._entries[key] = (time.monotonic() + settings.MODELGATE_POLL_AUTH_TTL, user, auth)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-recent_auth = _RecentAuth()
+# Who an Authorization header authenticated as, for a few seconds (see the module doc).
+recent_auth: LocalCache[tuple[Any, Any]] = LocalCache(
+    10_000, ttl=lambda: settings.MODELGATE_POLL_AUTH_TTL
+)
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -180,7 +127,7 @@ class AliasAnswer:
 def _authenticate(request: HttpRequest) -> Actor:
     """Authenticate as the DRF views do; raises NotAuthenticated / AuthenticationFailed."""
     header = request.headers.get("Authorization", "")
-    key = recent_auth.key(header) if header else None
+    key = hashlib.sha256(header.encode()).digest() if header else None
     remembered = recent_auth.get(key) if key is not None else None
     if remembered is not None:
         request.user, request.auth = remembered  # type: ignore[attr-defined]
@@ -189,7 +136,7 @@ def _authenticate(request: HttpRequest) -> Actor:
     if not drf_request.user.is_authenticated and not settings.MODELGATE_ANONYMOUS_READ:
         raise exceptions.NotAuthenticated("Authentication credentials were not provided.")
     if key is not None and drf_request.user.is_authenticated:
-        recent_auth.put(key, drf_request.user, drf_request.auth)
+        recent_auth.put(key, (drf_request.user, drf_request.auth))
     return Actor.from_request(drf_request, recent_permissions=True)
 
 
