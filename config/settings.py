@@ -164,6 +164,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workflows.tasks.requests_sweep",
         "schedule": 60.0,
     },
+    "webhook-deliveries-sweep": {
+        "task": "webhooks.tasks.deliveries_sweep",
+        "schedule": float(os.environ.get("MODELGATE_WEBHOOK_SWEEP_INTERVAL", "5")),
+    },
     "events-checkpoint": {
         "task": "registry.tasks.checkpoint_create",
         "schedule": float(os.environ.get("MODELGATE_CHECKPOINT_INTERVAL", "300")),
@@ -222,7 +226,8 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Modelgate ------------------------------------------------------------------------------
-MODELGATE_EVENT_CONSUMERS = env_list("MODELGATE_EVENT_CONSUMERS")
+# Who hears about each committed event (dotted paths of `consumer(event)`); webhooks by default.
+MODELGATE_EVENT_CONSUMERS = env_list("MODELGATE_EVENT_CONSUMERS", "webhooks.fanout.event_fan_out")
 # How long an approval that reaches the quorum waits for the apply task before answering.
 MODELGATE_APPROVE_WAIT_SECONDS = float(os.environ.get("MODELGATE_APPROVE_WAIT_SECONDS", "5"))
 # Checks on guarded writes (stage transitions, alias moves): approval policies refuse them.
@@ -260,6 +265,40 @@ MODELGATE_POLL_AUTH_TTL = float(os.environ.get("MODELGATE_POLL_AUTH_TTL", "2"))
 MODELGATE_POLL_THREADS = int(os.environ.get("MODELGATE_POLL_THREADS", "4" if IS_POSTGRES else "0"))
 # How often each web process looks for new events to wake long-polls and drop cached aliases.
 MODELGATE_EVENT_WATCH_INTERVAL = float(os.environ.get("MODELGATE_EVENT_WATCH_INTERVAL", "0.2"))
+
+# --- Webhooks -------------------------------------------------------------------------------
+# Key that encrypts webhook secrets and headers at rest; derived from SECRET_KEY unless set.
+# Keys in the _FALLBACKS list still decrypt what they encrypted (rotation).
+MODELGATE_WEBHOOK_SECRET_KEY = (
+    os.environ.get("MODELGATE_WEBHOOK_SECRET_KEY")
+    or hashlib.sha256(f"modelgate-webhook-key:{SECRET_KEY}".encode()).hexdigest()
+)
+MODELGATE_WEBHOOK_SECRET_KEY_FALLBACKS = env_list("MODELGATE_WEBHOOK_SECRET_KEY_FALLBACKS")
+# Seconds to wait before each retry after a failed attempt (each ±20 % jitter): about 3 days.
+MODELGATE_WEBHOOK_RETRY_SCHEDULE = [
+    float(s)
+    for s in env_list(
+        "MODELGATE_WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000,36000,36000"
+    )
+]
+# Networks webhooks may reach although they are not public (development, tests); CIDRs.
+MODELGATE_WEBHOOK_ALLOWED_NETWORKS = env_list("MODELGATE_WEBHOOK_ALLOWED_NETWORKS")
+# A subscription whose deliveries have failed for this long is disabled (5 days).
+MODELGATE_WEBHOOK_DISABLE_AFTER_SECONDS = float(
+    os.environ.get("MODELGATE_WEBHOOK_DISABLE_AFTER_SECONDS", str(5 * 24 * 3600))
+)
+# How long a worker holds a delivery it is sending (longer than the 15 s request timeout);
+# after that, a delivery whose worker died is handed out again.
+MODELGATE_WEBHOOK_LEASE_SECONDS = float(os.environ.get("MODELGATE_WEBHOOK_LEASE_SECONDS", "60"))
+# A due delivery handed to the broker this long ago and still not sent is handed out again
+# (the broker lost the message: flushed, restarted without persistence).
+MODELGATE_WEBHOOK_REDISPATCH_AFTER_SECONDS = float(
+    os.environ.get("MODELGATE_WEBHOOK_REDISPATCH_AFTER_SECONDS", "30")
+)
+# After a secret rotation, deliveries are signed with the old secret too for this long.
+MODELGATE_WEBHOOK_SECRET_OVERLAP_SECONDS = float(
+    os.environ.get("MODELGATE_WEBHOOK_SECRET_OVERLAP_SECONDS", str(24 * 3600))
+)
 
 # --- Static, i18n ---------------------------------------------------------------------------
 STATIC_URL = "static/"

@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("registry.api.urls")),
     path("api/v1/", include("accounts.api.urls")),
     path("api/v1/", include("workflows.api.urls")),
+    path("api/v1/", include("webhooks.api.urls")),
     path("api/2.0/mlflow/", include("registry.mlflow.urls")),
     path("ajax-api/2.0/mlflow/", include("registry.mlflow.urls")),
     path("api/2.0/preview/mlflow/", include("registry.mlflow.urls")),

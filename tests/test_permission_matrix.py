@@ -34,6 +34,9 @@ from registry.models import (
     RegisteredModelUserGrant,
 )
 from registry.permissions import Level
+from webhooks.choices import DeliveryState
+from webhooks.models import Delivery, Subscription
+from webhooks.services import subscription_create
 from workflows.models import Comment, Policy, Review, TransitionRequest
 from workflows.policies import policy_create
 from workflows.services import comment_create, request_create
@@ -86,6 +89,8 @@ def _acl(ctx: dict[str, Any]) -> dict[str, Any]:
 MLF = "/api/2.0/mlflow/"
 V1 = "/api/v1/"
 DBX_V1_STAGING = {"name": "m", "version": "1", "stage": "Staging"}
+# Does not resolve here: accepted when saved, and a test send fails fast without a network.
+HOOK_URL = "https://hooks.example.com/modelgate"
 
 MATRIX: dict[str, dict[str, Route]] = {
     # native API
@@ -403,6 +408,37 @@ MATRIX: dict[str, dict[str, Route]] = {
     "api/v1/models/<str:name>/aliases/<str:alias>/history/": {
         "GET": _read(Level.CAN_READ, V1 + "models/m/aliases/prod/history/")
     },
+    # webhooks (issue 6): the model's webhooks are for its managers
+    "api/v1/webhooks/": {
+        "GET": _read(ANY_USER, V1 + "webhooks/"),
+        "POST": Route(Level.CAN_MANAGE, _b(V1 + "webhooks/", {"url": HOOK_URL, "model": "m"})),
+    },
+    "api/v1/webhooks/<str:pk>/": {
+        "GET": _read(Level.CAN_MANAGE, V1 + "webhooks/{webhook_id}/"),
+        "PATCH": Route(Level.CAN_MANAGE, _b(V1 + "webhooks/{webhook_id}/", {"name": "x"})),
+        "DELETE": Route(Level.CAN_MANAGE, _q(V1 + "webhooks/{webhook_id}/")),
+    },
+    "api/v1/webhooks/<str:pk>/test/": {
+        "POST": Route(Level.CAN_MANAGE, _b(V1 + "webhooks/{webhook_id}/test/", {})),
+    },
+    "api/v1/webhooks/<str:pk>/deliveries/": {
+        "GET": _read(Level.CAN_MANAGE, V1 + "webhooks/{webhook_id}/deliveries/"),
+    },
+    "api/v1/deliveries/<str:pk>/": {
+        "GET": _read(Level.CAN_MANAGE, V1 + "deliveries/{delivery_id}/"),
+    },
+    "api/v1/deliveries/<str:pk>/redeliver/": {
+        "POST": Route(Level.CAN_MANAGE, _q(V1 + "deliveries/{delivery_id}/redeliver/")),
+    },
+    "api/v1/deliveries/replay/": {
+        "POST": Route(
+            Level.CAN_MANAGE,
+            lambda ctx: (
+                V1 + "deliveries/replay/",
+                {"since": "2000-01-01T00:00:00Z", "webhook": ctx["webhook_id"]},
+            ),
+        ),
+    },
 }
 
 # Routes that are not API doors: the admin (its own login, tested apart), static assets, and
@@ -513,11 +549,25 @@ def world(django_user_model):
     policy = policy_create(actor=actor, model=model, target="Archived")
     request = request_create(version=v1, target="Staging", actor=actor)
     comment = comment_create(version=v1, actor=actor, text="first")
+    webhook = subscription_create(actor=actor, model=model, url=HOOK_URL, events=["*"])
+    delivery = Delivery.objects.create(
+        subscription=webhook.subscription,
+        event=Event.objects.order_by("-seq").first(),
+        event_type="comment.created",
+        body="{}",
+        state=DeliveryState.FAILED,
+    )
     return {
         "owner": owner,
         "model": model,
         "other": other,
-        "ids": {"policy_id": policy.pk, "request_id": request.pk, "comment_id": comment.pk},
+        "ids": {
+            "policy_id": policy.pk,
+            "request_id": request.pk,
+            "comment_id": comment.pk,
+            "webhook_id": webhook.subscription.id.hex,
+            "delivery_id": delivery.pk,
+        },
     }
 
 
@@ -579,6 +629,10 @@ def _state() -> dict[str, Any]:
         "requests": list(TransitionRequest.objects.values_list("pk", "status")),
         "reviews": list(Review.objects.values_list("pk", flat=True)),
         "comments": list(Comment.objects.values_list("pk", "text")),
+        "webhooks": list(
+            Subscription.objects.values_list("pk", "name", "url", "status", "secret_encrypted")
+        ),
+        "deliveries": list(Delivery.objects.values_list("pk", "state", "attempts")),
     }
 
 
