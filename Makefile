@@ -9,7 +9,7 @@ MLFLOW2 ?= mlflow-skinny==2.22.*
 BIN_MLFLOW2 := $(VENV_MLFLOW2)/bin
 STAMP_MLFLOW2 := $(VENV_MLFLOW2)/.installed
 
-.PHONY: run test test-e2e test-mlflow2 lint format install bench bench-mlflow bench-longpoll clean
+.PHONY: run test test-e2e test-mlflow2 lint format install bench bench-mlflow bench-longpoll cluster soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,15 @@ bench-mlflow: $(STAMP)
 # reaches them.
 bench-longpoll: $(STAMP)
 	$(BIN)/python bench/longpoll.py $(BENCH_ARGS)
+
+# Production-like on one machine: 2 web servers on one port, 2 workers, beat, PostgreSQL
+# (DATABASE_URL, default database modelgate_cluster) and a Redis of its own on port 6391.
+cluster: $(STAMP)
+	$(BIN)/python deploy/cluster.py
+
+# Ten minutes of mixed load against a fresh cluster, killing a worker and Redis once.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV_MLFLOW2) var
