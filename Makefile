@@ -9,7 +9,8 @@ MLFLOW2 ?= mlflow-skinny==2.22.*
 BIN_MLFLOW2 := $(VENV_MLFLOW2)/bin
 STAMP_MLFLOW2 := $(VENV_MLFLOW2)/.installed
 
-.PHONY: run test test-e2e test-mlflow2 lint format install bench bench-mlflow bench-longpoll cluster soak clean
+.PHONY: run test test-e2e test-mlflow2 lint deploy-check format install bench bench-mlflow \
+	bench-longpoll bench-webhooks cluster soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +55,12 @@ lint: $(STAMP)
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
+# The deployment files, offline (no Docker engine, no cluster): the Dockerfile through hadolint,
+# deploy/docker-compose.yml and deploy/kubernetes/ against the compose specification's and
+# Kubernetes' JSON schemas.
+deploy-check: $(STAMP)
+	$(BIN)/python deploy/check.py
+
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -70,6 +77,11 @@ bench-mlflow: $(STAMP)
 # reaches them.
 bench-longpoll: $(STAMP)
 	$(BIN)/python bench/longpoll.py $(BENCH_ARGS)
+
+# Committed events to a local webhook receiver through 2 Celery workers: latency and
+# deliveries per second; needs DATABASE_URL (PostgreSQL) and REDIS_URL.
+bench-webhooks: $(STAMP)
+	$(BIN)/python bench/webhooks.py $(BENCH_ARGS)
 
 # Production-like on one machine: 2 web servers on one port, 2 workers, beat, PostgreSQL
 # (DATABASE_URL, default database modelgate_cluster) and a Redis of its own on port 6391.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +49,18 @@ class Actor:
         return self.user.get_username()
 
     @classmethod
-    def system(cls, source: str = Source.TASK) -> Actor:
-        return cls(user=None, source=source, is_system=True)
+    def system(cls, source: str = Source.TASK, request_id: str = "") -> Actor:
+        """The registry itself; `request_id` names the run (a task's id, a command's)."""
+        return cls(user=None, source=source, is_system=True, request_id=request_id)
+
+    @classmethod
+    def shell(cls, user: User | None = None) -> Actor:
+        """Someone running a management command: the user it names, else the system. Each
+        run gets its own request id, so its events can be told apart from other runs'."""
+        request_id = uuid.uuid4().hex
+        if user is None:
+            return cls.system(source=Source.SHELL, request_id=request_id)
+        return cls(user=user, source=Source.SHELL, request_id=request_id)
 
     @classmethod
     def of_request(cls, request: Any, source: str = Source.API) -> Actor:

@@ -1,7 +1,8 @@
-"""Throttling of failed authentication, per client address, in the shared cache.
+"""Throttling in the shared cache: failed authentication per client address, and token
+creation per user (TokenCreateThrottle).
 
 The counters are a safeguard, not a source of truth: if the cache (Redis) is unreachable,
-authentication goes on unthrottled rather than failing every request.
+requests go on unthrottled rather than failing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+from rest_framework.throttling import SimpleRateThrottle
 
 WINDOW_SECONDS = 60
 logger = logging.getLogger(__name__)
@@ -47,3 +49,32 @@ def auth_failure_note(address: str) -> None:
                 _counters().add(key, 1, timeout=WINDOW_SECONDS)
     except Exception:
         logger.warning("auth throttle cache unavailable", exc_info=True)
+
+
+class TokenCreateThrottle(SimpleRateThrottle):
+    """At most MODELGATE_TOKEN_CREATE_RATE token creations (POST) per user; other methods pass.
+
+    Over the rate DRF answers 429 (`throttled`) with Retry-After. Every attempt counts, refused
+    ones too, so a caller cannot probe without limit.
+    """
+
+    scope = "token_create"
+
+    @property
+    def cache(self) -> Any:  # type: ignore[override]
+        return _counters()
+
+    def get_rate(self) -> str | None:
+        return settings.MODELGATE_TOKEN_CREATE_RATE or None
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        if request.method != "POST" or not request.user.is_authenticated:
+            return None
+        return f"modelgate:throttle:{self.scope}:{request.user.pk}"
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception:
+            logger.warning("token throttle cache unavailable", exc_info=True)
+            return True

@@ -13,7 +13,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps
@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.actors import Actor, Source
+from accounts.audit import AccountEvent, account_event_record, token_snapshot
 from accounts.models import ApiToken
 
 TOKEN_START = "mg_"  # noqa: S105 -- the public start of every token, not a secret
@@ -52,19 +54,26 @@ class IssuedToken:
 def token_create(
     *,
     user: Any,
+    actor: Actor | None = None,
     name: str = "",
     read_only: bool = False,
     expires_in_days: int | None = None,
+    expires_at: datetime | None = None,
     models: list[Any] | None = None,
 ) -> IssuedToken:
-    """Issue a token for `user`; the returned secret is the only copy."""
+    """Issue a token for `user`; the returned secret is the only copy.
+
+    `actor` is who issues it (by default the user, from the shell). The expiry is
+    `expires_in_days` from now, or `expires_at`, or none.
+    """
     alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     while True:
         prefix = "".join(secrets.choice(alphabet) for _ in range(8))
         if not ApiToken.objects.filter(prefix=prefix).exists():
             break
     secret = f"{TOKEN_START}{prefix}_{secrets.token_urlsafe(32)}"
-    expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
+    if expires_in_days:
+        expires_at = timezone.now() + timedelta(days=expires_in_days)
     token = ApiToken.objects.create(
         user=user,
         name=name,
@@ -75,6 +84,11 @@ def token_create(
     )
     if models:
         token.models.set(models)
+    account_event_record(
+        type=AccountEvent.TOKEN_CREATED,
+        actor=actor or Actor(user=user, source=Source.SHELL),
+        after=token_snapshot(token),
+    )
     return IssuedToken(token=token, secret=secret)
 
 
@@ -89,10 +103,41 @@ def registered_models_named(names: list[str]) -> list[Any]:
     return list(model_class.objects.filter(name__in=names))
 
 
-def token_revoke(*, token: ApiToken) -> ApiToken:
-    if token.revoked_at is None:
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at"])
+@transaction.atomic
+def token_update(
+    *, token: ApiToken, actor: Actor, name: str, expires_at: datetime | None
+) -> ApiToken:
+    """Rename a token or change its expiry (its reach is fixed: issue another for that)."""
+    token = ApiToken.objects.select_for_update().get(pk=token.pk)
+    before = token_snapshot(token)
+    token.name, token.expires_at = name, expires_at
+    token.save(update_fields=["name", "expires_at"])
+    after = token_snapshot(token)
+    if after != before:
+        account_event_record(
+            type=AccountEvent.TOKEN_UPDATED, actor=actor, before=before, after=after
+        )
+    return token
+
+
+@transaction.atomic
+def token_revoke(*, token: ApiToken, actor: Actor | None = None) -> ApiToken:
+    """Revoke a token (it stays listed); revoking a revoked one changes and records nothing.
+
+    `actor` is who revokes it (by default its user, from the shell).
+    """
+    locked = ApiToken.objects.select_for_update().get(pk=token.pk)
+    if locked.revoked_at is None:
+        before = token_snapshot(locked)
+        locked.revoked_at = timezone.now()
+        locked.save(update_fields=["revoked_at"])
+        account_event_record(
+            type=AccountEvent.TOKEN_REVOKED,
+            actor=actor or Actor(user=locked.user, source=Source.SHELL),
+            before=before,
+            after=token_snapshot(locked),
+        )
+    token.revoked_at = locked.revoked_at
     return token
 
 

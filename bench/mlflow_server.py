@@ -108,10 +108,14 @@ class MlflowServer(Stack):
     command: list[str] | None = None
 
     @classmethod
-    def launch(cls, venv: Path, database_url: str, var_dir: Path, port: int) -> MlflowServer:
+    def launch(
+        cls, venv: Path, database_url: str, var_dir: Path, port: int, workers: int | None = None
+    ) -> MlflowServer:
+        """Start the server; `workers` None keeps MLflow's default worker count."""
         command = [
             str(venv / "bin" / "mlflow"), "server", "--backend-store-uri", database_url,
             "--host", "127.0.0.1", "--port", str(port),
+            *(["--workers", str(workers)] if workers else []),
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DJANGO_"))}
         with (var_dir / "mlflow.log").open("wb") as log:

@@ -37,9 +37,17 @@ class WrkRun:
     bytes: int
     errors: dict[str, int]
     latency_us: dict[str, float]
+    # CPU time the web processes spent during the run (None: not measured).
+    web_cpu_seconds: float | None = None
 
     @classmethod
-    def from_wrk(cls, endpoint: str, connections: int, data: dict[str, Any]) -> WrkRun:
+    def from_wrk(
+        cls,
+        endpoint: str,
+        connections: int,
+        data: dict[str, Any],
+        web_cpu_seconds: float | None = None,
+    ) -> WrkRun:
         return cls(
             endpoint=endpoint,
             connections=connections,
@@ -48,7 +56,15 @@ class WrkRun:
             bytes=data["bytes"],
             errors=data["errors"],
             latency_us=data["latency_us"],
+            web_cpu_seconds=web_cpu_seconds,
         )
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        """Web CPU per answered request: less sensitive than req/s to a busy machine."""
+        if self.web_cpu_seconds is None or not self.requests:
+            return None
+        return self.web_cpu_seconds / self.requests * 1e6
 
     @property
     def requests_per_second(self) -> float:
@@ -85,6 +101,11 @@ class Point:
     def bytes_per_response(self) -> float:
         return sum(run.bytes for run in self.runs) / max(1, sum(run.requests for run in self.runs))
 
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        values = [run.cpu_us_per_request for run in self.runs]
+        return median(v for v in values if v is not None) if None not in values else None
+
 
 @dataclass
 class Report:
@@ -106,6 +127,8 @@ class Report:
     runs: list[WrkRun]
     memory: dict[str, Memory]
     server_problems: list[str] = field(default_factory=list)
+    # bench/run.py --before: the same endpoints on a server serving the alias route as before.
+    before_runs: list[WrkRun] = field(default_factory=list)
 
     @property
     def failed_runs(self) -> list[WrkRun]:
@@ -115,14 +138,18 @@ class Report:
     def ok(self) -> bool:
         return not self.failed_runs and not self.server_problems
 
-    def point(self, endpoint: str, connections: int) -> Point:
-        runs = [r for r in self.runs if (r.endpoint, r.connections) == (endpoint, connections)]
+    def point(self, endpoint: str, connections: int, before: bool = False) -> Point:
+        runs = [
+            r
+            for r in (self.before_runs if before else self.runs)
+            if (r.endpoint, r.connections) == (endpoint, connections)
+        ]
         return Point(endpoint, connections, runs)
 
-    def ratio(self, endpoint: str, over: str, connections: int) -> float:
+    def ratio(self, endpoint: str, over: str, connections: int, before: bool = False) -> float:
         return (
-            self.point(endpoint, connections).requests_per_second
-            / self.point(over, connections).requests_per_second
+            self.point(endpoint, connections, before).requests_per_second
+            / self.point(over, connections, before).requests_per_second
         )
 
     @property
@@ -134,6 +161,7 @@ class Report:
             self._setup(),
             self._throughput(),
             self._ratios(),
+            *([self._before()] if self.before_runs else []),
             self._memory(),
             self._verdict(),
             self._errors(),
@@ -165,8 +193,9 @@ class Report:
 
     def _throughput(self) -> str:
         lines = [
-            "| endpoint | conns | req/s (median) | req/s (runs) | p50 ms | p99 ms | bytes/resp |",
-            "|---|---:|---:|---|---:|---:|---:|",
+            "| endpoint | conns | req/s (median) | req/s (runs) | p50 ms | p99 ms | bytes/resp "
+            "| web CPU µs/req |",
+            "|---|---:|---:|---|---:|---:|---:|---:|",
         ]
         for connections in self.connections:
             for endpoint in ENDPOINTS:
@@ -175,22 +204,66 @@ class Report:
                 lines.append(
                     f"| {LABELS[endpoint]} | {connections} | {point.requests_per_second:,.0f} | "
                     f"{runs} | {point.latency_ms('p50'):.2f} | {point.latency_ms('p99'):.2f} | "
-                    f"{point.bytes_per_response:.0f} |"
+                    f"{point.bytes_per_response:.0f} | {_us(point.cpu_us_per_request)} |"
                 )
         return "\n".join(lines)
+
+    def _before(self) -> str:
+        lines = [
+            "Before and after, in the same run: a second web server on the same data served the "
+            "alias route as before the lean lane (Django's ASGI handler for every request, no "
+            "304s from memory; on SQLite a database connection per request), measured "
+            "interleaved with the one above.",
+            "",
+            "| conns | endpoint | before req/s | after req/s | before web CPU µs/req "
+            "| after web CPU µs/req |",
+            "|---:|---|---:|---:|---:|---:|",
+        ]
+        for connections in self.connections:
+            for endpoint in ENDPOINTS:
+                old = self.point(endpoint, connections, before=True)
+                new = self.point(endpoint, connections)
+                lines.append(
+                    f"| {connections} | {LABELS[endpoint]} | {old.requests_per_second:,.0f} "
+                    f"| {new.requests_per_second:,.0f} | {_us(old.cpu_us_per_request)} "
+                    f"| {_us(new.cpu_us_per_request)} |"
+                )
+        lines += [
+            "",
+            "| conns | 200 / floor before | 200 / floor after "
+            "| 304 / 200 before | 304 / 200 after |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for c in self.connections:
+            lines.append(
+                f"| {c} | {self.ratio('200', 'floor', c, before=True):.2f} "
+                f"| {self.ratio('200', 'floor', c):.2f} "
+                f"| {self.ratio('304', '200', c, before=True):.2f} "
+                f"| {self.ratio('304', '200', c):.2f} |"
+            )
+        return "\n".join(lines)
+
+    def cpu_ratio(self, endpoint: str, over: str, connections: int) -> float | None:
+        """How many requests of `endpoint` the web CPU of one of `over` pays for."""
+        mine = self.point(endpoint, connections).cpu_us_per_request
+        theirs = self.point(over, connections).cpu_us_per_request
+        return theirs / mine if mine and theirs else None
 
     def _ratios(self) -> str:
         lines = [
             f"| conns | alias 200 / floor (target ≥ {ALIAS_OVER_FLOOR}) "
-            f"| alias 304 / alias 200 (target ≥ {NOT_MODIFIED_OVER_OK}) |",
-            "|---:|---:|---:|",
+            f"| alias 304 / alias 200 (target ≥ {NOT_MODIFIED_OVER_OK}) "
+            "| by web CPU per request: 200 / floor | 304 / 200 |",
+            "|---:|---:|---:|---:|---:|",
         ]
         for connections in self.connections:
             alias = self.ratio("200", "floor", connections)
             not_modified = self.ratio("304", "200", connections)
             lines.append(
                 f"| {connections} | {alias:.2f} {_mark(alias >= ALIAS_OVER_FLOOR)} "
-                f"| {not_modified:.2f} {_mark(not_modified >= NOT_MODIFIED_OVER_OK)} |"
+                f"| {not_modified:.2f} {_mark(not_modified >= NOT_MODIFIED_OVER_OK)} "
+                f"| {_ratio(self.cpu_ratio('200', 'floor', connections))} "
+                f"| {_ratio(self.cpu_ratio('304', '200', connections))} |"
             )
         return "\n".join(lines)
 
@@ -220,7 +293,11 @@ class Report:
             shown = ", ".join(
                 f"{ratio:.2f} at {c}" for ratio, c in zip(ratios, self.connections, strict=True)
             )
-            return f"{'met' if met else '**not met**'} ({shown} connections)"
+            by_cpu = ", ".join(_ratio(self.cpu_ratio(endpoint, over, c)) for c in self.connections)
+            return (
+                f"{'met' if met else '**not met**'} ({shown} connections; "
+                f"by web CPU per request {by_cpu})"
+            )
 
         total = self.memory_total
         rss_mb = total.rss_kb / 1024
@@ -257,6 +334,14 @@ class Report:
 
 def _mark(ok: bool) -> str:
     return "✓" if ok else "✗"
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
 
 
 def _mb(kb: int | None) -> str:

@@ -56,6 +56,8 @@ LUA_SCRIPT = BENCH / "alias.lua"
 RESULTS = BENCH / "results" / "latest.md"
 DOCS = ROOT / "docs" / "benchmarks.md"
 USERNAME = "bench"
+# --before: the alias route served as before the lean lane (see --help).
+BEFORE_ENV = {"MODELGATE_POLL_LEAN": "0"}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -78,6 +80,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--write-docs", action="store_true", help=f"update {DOCS.relative_to(ROOT)}"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory and logs")
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="also measure, interleaved, a second web server on the same data that serves the\n"
+        "alias route as before the lean lane: through Django's ASGI handler, no 304s from\n"
+        "memory, and on SQLite a database connection per request (MODELGATE_POLL_LEAN=0,\n"
+        "MODELGATE_POLL_THREADS=0)",
+    )
     return parser.parse_args(argv)
 
 
@@ -182,49 +192,79 @@ def warm_credentials(base_url: str, authorization: str, path: str, requests: int
 
 
 def wrk(
-    base_url: str, endpoint: str, connections: int, duration: int, targets: Path, authorization: str
+    base_url: str,
+    endpoint: str,
+    connections: int,
+    duration: int,
+    targets: Path,
+    authorization: str,
+    server: Stack | None = None,
 ) -> WrkRun:
+    """One wrk run; with `server`, also the CPU time its web processes spent per request."""
     command = [
         "wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{duration}s",
         "--timeout", "10s", "-s", str(LUA_SCRIPT), base_url,
         "--", endpoint, str(targets), authorization,
     ]  # fmt: skip
+    cpu_before = server.cpu_seconds(only=("web",)) if server is not None else 0.0
     result = subprocess.run(command, capture_output=True, text=True, check=False)
+    cpu = server.cpu_seconds(only=("web",)) - cpu_before if server is not None else None
     lines = [line for line in result.stdout.splitlines() if line.startswith("BENCH_JSON ")]
     if result.returncode != 0 or not lines:
         raise SystemExit(f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     # errors.status is the count wrk prints as "Non-2xx or 3xx responses".
-    return WrkRun.from_wrk(endpoint, connections, json.loads(lines[0].removeprefix("BENCH_JSON ")))
+    data = json.loads(lines[0].removeprefix("BENCH_JSON "))
+    return WrkRun.from_wrk(endpoint, connections, data, web_cpu_seconds=cpu)
 
 
 def measure(
-    server: Stack, args: argparse.Namespace, targets: Path, authorization: str
-) -> list[WrkRun]:
+    servers: dict[str, Stack], args: argparse.Namespace, targets: Path, authorization: str
+) -> dict[str, list[WrkRun]]:
+    """wrk runs against each server ("after", and "before" with --before), all interleaved."""
     first_path = targets.read_text().split("\t", 1)[0]
-    warm_credentials(server.base_url, authorization, first_path)
-    for endpoint in ENDPOINTS:
-        wrk(server.base_url, endpoint, max(args.connections), args.warmup, targets, authorization)
-    runs = []
-    total = args.repetitions * len(args.connections) * len(ENDPOINTS)
+    for server in servers.values():
+        warm_credentials(server.base_url, authorization, first_path)
+        for endpoint in ENDPOINTS:
+            wrk(
+                server.base_url,
+                endpoint,
+                max(args.connections),
+                args.warmup,
+                targets,
+                authorization,
+            )
+    runs: dict[str, list[WrkRun]] = {label: [] for label in servers}
+    labels = list(servers)
+    total = args.repetitions * len(args.connections) * len(ENDPOINTS) * len(servers)
+    done = 0
     for repetition in range(args.repetitions):
-        # Rotate the order too, so no endpoint always runs first after a change of load.
+        # Rotate the order too, so no endpoint (or server) always runs first after a change.
         shift = repetition % len(ENDPOINTS)
         order = ENDPOINTS[shift:] + ENDPOINTS[:shift]
+        servers_order = labels[repetition % len(labels) :] + labels[: repetition % len(labels)]
         for connections in args.connections:
             for endpoint in order:
-                server.wait_idle()
-                run = wrk(
-                    server.base_url, endpoint, connections, args.duration, targets, authorization
-                )
-                server.check_alive()
-                runs.append(run)
-                print(
-                    f"  [{len(runs):>2}/{total}] repetition {repetition + 1}  "
-                    f"{endpoint:>5}  {connections:>3} conns  {run.requests_per_second:>8.0f} req/s"
-                    f"  p50 {run.latency_ms('p50'):6.2f} ms"
-                    + (f"  ERRORS {run.error_text()}" if run.error_count else ""),
-                    flush=True,
-                )
+                for label in servers_order:
+                    server = servers[label]
+                    for each in servers.values():
+                        each.wait_idle()
+                    run = wrk(
+                        server.base_url, endpoint, connections, args.duration, targets,
+                        authorization, server,
+                    )  # fmt: skip
+                    server.check_alive()
+                    runs[label].append(run)
+                    done += 1
+                    print(
+                        f"  [{done:>2}/{total}] repetition {repetition + 1}  "
+                        + (f"{label:>6}  " if len(servers) > 1 else "")
+                        + f"{endpoint:>5}  {connections:>3} conns  "
+                        f"{run.requests_per_second:>8.0f} req/s  "
+                        f"p50 {run.latency_ms('p50'):6.2f} ms  "
+                        f"web CPU {run.cpu_us_per_request or 0:5.0f} us/req"
+                        + (f"  ERRORS {run.error_text()}" if run.error_count else ""),
+                        flush=True,
+                    )
     return runs
 
 
@@ -246,6 +286,8 @@ def run_benchmark(
             env["DATABASE_URL"] = cleanup.enter_context(scratch_database(database_url))
         else:
             database = "SQLite (embedded)"
+            # The embedded default used to read with a connection per request.
+            BEFORE_ENV["MODELGATE_POLL_THREADS"] = "0"
         broker = "Redis" if os.environ.get("REDIS_URL") else "filesystem (kombu)"
 
         print(f"Seeding {args.models} models x {args.versions} versions in {var_dir} …")
@@ -256,18 +298,29 @@ def run_benchmark(
         cleanup.callback(server.stop)
         server.wait_healthy()
         print(f"Web, worker and beat up on {server.base_url}; checking the ETags")
+        servers = {"after": server}
+        if args.before:
+            servers["before"] = Stack.start(
+                {**env, **BEFORE_ENV}, var_dir, free_port(), only=("web",), log_prefix="before-"
+            )
+            cleanup.callback(servers["before"].stop)
+            servers["before"].wait_healthy()
+            print(f"Web serving the alias route as before up on {servers['before'].base_url}")
         targets = var_dir / "targets.tsv"
-        write_targets(server.base_url, authorization, seeded["paths"], targets)
+        for each in servers.values():
+            write_targets(each.base_url, authorization, seeded["paths"], targets)
 
         print(f"Measuring ({args.duration} s per run, after {args.warmup} s warm-up each):")
-        cpu = CpuMeter.start(server)
-        runs = measure(server, args, targets, authorization)
+        cpu = CpuMeter.start(server, others=list(servers.values())[1:])
+        runs = measure(servers, args, targets, authorization)
         foreign_cpu = cpu.foreign_share()
 
         time.sleep(args.idle)
         memory = server.memory()
-        server.stop()
-        problems = server.problem_lines()
+        problems = []
+        for each in servers.values():
+            each.stop()
+            problems += each.problem_lines()
 
     return Report(
         date=started,
@@ -285,9 +338,10 @@ def run_benchmark(
         duration=args.duration,
         repetitions=args.repetitions,
         connections=args.connections,
-        runs=runs,
+        runs=runs["after"],
         memory=memory,
         server_problems=problems,
+        before_runs=runs.get("before", []),
     )
 
 

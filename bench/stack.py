@@ -6,6 +6,7 @@ bench/run.py never imports Django: the server processes are the only ones that l
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import resource
@@ -86,22 +87,13 @@ def manage(env: dict[str, str], log: Path, *args: str) -> None:
 
 
 def commands(var_dir: Path) -> dict[str, list[str]]:
-    """The three processes, with the same arguments as deploy/run.py gives them."""
-    pool = os.environ.get("MODELGATE_WORKER_POOL", "threads")
-    concurrency = os.environ.get("MODELGATE_WORKER_CONCURRENCY", "4")
-    return {
-        "web": [
-            PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "config.asgi:application",
-        ],
-        "worker": [
-            PYTHON, "-m", "celery", "-A", "config", "worker",
-            f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO",
-        ],
-        "beat": [
-            PYTHON, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO",
-            "--schedule", str(var_dir / "celerybeat-schedule"),
-        ],
-    }  # fmt: skip
+    """The processes `make run` starts (deploy/run.py's own list), pointed at `var_dir`."""
+    spec = importlib.util.spec_from_file_location("modelgate_run", ROOT / "deploy" / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    return run.commands(var_dir)
 
 
 @dataclass
@@ -112,18 +104,36 @@ class Stack:
     var_dir: Path
     base_url: str
     children: dict[str, subprocess.Popen[bytes]]
+    log_prefix: str = ""
 
     @classmethod
-    def start(cls, env: dict[str, str], var_dir: Path, port: int) -> Stack:
+    def start(
+        cls,
+        env: dict[str, str],
+        var_dir: Path,
+        port: int,
+        only: tuple[str, ...] | None = None,
+        log_prefix: str = "",
+    ) -> Stack:
+        """The processes of `make run` (or the `only` ones); each logs to
+        <var_dir>/<log_prefix><name>.log."""
         env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
         children = {}
         for name, command in commands(var_dir).items():
-            with (var_dir / f"{name}.log").open("wb") as log:
+            if only is not None and name not in only:
+                continue
+            with (var_dir / f"{log_prefix}{name}.log").open("wb") as log:
                 # A session of its own, so stopping it can reach every process it forked.
                 children[name] = subprocess.Popen(
                     command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
                 )
-        return cls(env=env, var_dir=var_dir, base_url=f"http://127.0.0.1:{port}", children=children)
+        return cls(
+            env=env,
+            var_dir=var_dir,
+            base_url=f"http://127.0.0.1:{port}",
+            children=children,
+            log_prefix=log_prefix,
+        )
 
     def wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -154,12 +164,12 @@ class Stack:
                 raise SystemExit(f"{name} exited with status {child.returncode}:\n{tail}")
 
     def log(self, name: str) -> str:
-        return (self.var_dir / f"{name}.log").read_text(errors="replace")
+        return (self.var_dir / f"{self.log_prefix}{name}.log").read_text(errors="replace")
 
     def problem_lines(self, limit: int = 60) -> list[str]:
         """Error, traceback and 5xx lines from the three logs, prefixed with the process name."""
         lines = [
-            f"{name}: {line}"
+            f"{self.log_prefix}{name}: {line}"
             for name in self.children
             for line in self.log(name).splitlines()
             if PROBLEM_LINE.search(line)
@@ -171,12 +181,13 @@ class Stack:
         parents = _parent_pids()
         return {name: Memory.of(_tree(child.pid, parents)) for name, child in self.children.items()}
 
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by the three processes and everything they forked."""
+    def cpu_seconds(self, only: tuple[str, ...] | None = None) -> float:
+        """CPU time used so far by the processes (or the `only` ones) and all they forked."""
         parents = _parent_pids()
         return sum(
             _cpu_seconds(pid)
-            for child in self.children.values()
+            for name, child in self.children.items()
+            if only is None or name in only
             for pid in _tree(child.pid, parents)
         )
 
@@ -206,20 +217,25 @@ class CpuMeter:
     started: float
     busy: float
     ours: float
+    others: tuple[Stack, ...] = ()
 
     @classmethod
-    def start(cls, stack: Stack) -> CpuMeter:
-        return cls(stack, time.monotonic(), machine_busy_seconds(), cls._ours(stack))
+    def start(cls, stack: Stack, others: list[Stack] | None = None) -> CpuMeter:
+        """`others`: more servers of the benchmark's own (bench/run.py --before)."""
+        stacks = (stack, *(others or []))
+        return cls(stack, time.monotonic(), machine_busy_seconds(), cls._ours(stacks), stacks[1:])
 
     @staticmethod
-    def _ours(stack: Stack) -> float:
+    def _ours(stacks: tuple[Stack, ...]) -> float:
         own = resource.getrusage(resource.RUSAGE_SELF)
         waited = resource.getrusage(resource.RUSAGE_CHILDREN)  # the finished wrk runs
-        return stack.cpu_seconds() + own.ru_utime + own.ru_stime + waited.ru_utime + waited.ru_stime
+        servers = sum(stack.cpu_seconds() for stack in stacks)
+        return servers + own.ru_utime + own.ru_stime + waited.ru_utime + waited.ru_stime
 
     def foreign_share(self) -> float:
         available = (time.monotonic() - self.started) * (os.cpu_count() or 1)
-        foreign = (machine_busy_seconds() - self.busy) - (self._ours(self.stack) - self.ours)
+        ours = self._ours((self.stack, *self.others)) - self.ours
+        foreign = (machine_busy_seconds() - self.busy) - ours
         return max(0.0, foreign) / available
 
 

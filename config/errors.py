@@ -4,7 +4,7 @@ Services raise these; `config.api.exception_handler` renders them for the native
 `{"code", "message", "fields"}` and the MLflow routes render them as `{"error_code", "message"}`.
 """
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class DomainError(Exception):
@@ -13,6 +13,8 @@ class DomainError(Exception):
     status: ClassVar[int] = 400
     code: ClassVar[str] = "invalid"
     mlflow_code: ClassVar[str] = "INVALID_PARAMETER_VALUE"
+    # A refused attempt the history keeps (registry.refusals), noted by the service refusing it.
+    refusal: Any = None
 
     def __init__(self, message: str, *, fields: dict[str, list[str]] | None = None) -> None:
         super().__init__(message)

@@ -3,15 +3,19 @@
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.messages import middleware as messages_middleware
+from django.contrib.messages.storage import default_storage
 from django.contrib.sessions import middleware as sessions_middleware
 from django.http import HttpRequest, HttpResponse
 from django.middleware import clickjacking, common, csrf, security
+from django.utils.functional import SimpleLazyObject, empty
 
 _SANE_ID = re.compile(r"^[\w.\-:]{1,64}$")
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 def _request_id(request: HttpRequest) -> str:
@@ -51,9 +55,10 @@ class RequestIdMiddleware:
 # Under ASGI, Django's MiddlewareMixin runs every process_request / process_response hook through
 # sync_to_async: a thread hop each, about a dozen per request for the stack below, which cost
 # more than many views do. These hooks do no blocking I/O (they set headers, read cookies, make
-# lazy objects), so here they run in the event loop. The session's response hook is the one
-# exception: it saves the session (a database write) when it was used, and then it still runs
-# on a thread. Under WSGI (tests, management commands) nothing changes.
+# lazy objects), so here they run in the event loop. The exceptions stay on a thread: the
+# session's response hook when the session was used (it may save it: a database write), and the
+# CSRF check of a form post (it may parse the body). The messages storage is made only when used.
+# Under WSGI (tests, management commands) nothing changes but that laziness.
 
 
 class _InlineHooks:
@@ -76,7 +81,22 @@ class CommonMiddleware(_InlineHooks, common.CommonMiddleware):
 
 
 class CsrfViewMiddleware(_InlineHooks, csrf.CsrfViewMiddleware):
-    pass
+    def __init__(self, get_response: Callable) -> None:
+        super().__init__(get_response)
+        if iscoroutinefunction(get_response):
+            # Django runs a sync process_view on a thread under ASGI (load_middleware reads the
+            # attribute of the instance): a hop for every request, the cheapest ones included.
+            self.process_view = self._aprocess_view  # type: ignore[method-assign,assignment]
+
+    async def _aprocess_view(
+        self, request: HttpRequest, callback: Callable, args: Any, kwargs: Any
+    ) -> HttpResponse | None:
+        process_view = csrf.CsrfViewMiddleware.process_view
+        if getattr(callback, "csrf_exempt", False) or request.method in _SAFE_METHODS:
+            return process_view(self, request, callback, args, kwargs)  # no body read: inline
+        # A form post: the check may parse the body (and read the session with
+        # CSRF_USE_SESSIONS), so it stays on a thread.
+        return await sync_to_async(process_view)(self, request, callback, args, kwargs)
 
 
 class AuthenticationMiddleware(_InlineHooks, auth_middleware.AuthenticationMiddleware):
@@ -84,7 +104,16 @@ class AuthenticationMiddleware(_InlineHooks, auth_middleware.AuthenticationMiddl
 
 
 class MessageMiddleware(_InlineHooks, messages_middleware.MessageMiddleware):
-    pass
+    def process_request(self, request: HttpRequest) -> None:
+        # The storage (a cookie and a session backend, a signer) is made when first used: the
+        # API never uses it, the admin's views do.
+        request._messages = SimpleLazyObject(lambda: default_storage(request))  # type: ignore[attr-defined]
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        stored = getattr(request, "_messages", None)
+        if isinstance(stored, SimpleLazyObject) and stored._wrapped is empty:  # type: ignore[attr-defined]
+            return response  # never used: nothing to store, as update() would find
+        return super().process_response(request, response)
 
 
 class XFrameOptionsMiddleware(_InlineHooks, clickjacking.XFrameOptionsMiddleware):

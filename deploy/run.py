@@ -22,28 +22,44 @@ def manage(*args: str) -> None:
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, check=True)
 
 
+def commands(var: Path) -> dict[str, list[str]]:
+    """Web, and the Celery worker with beat embedded (`-B`: beat runs in a process the worker
+    forks, sharing its memory, instead of a third interpreter loading Django on its own).
+
+    MODELGATE_EMBEDDED_BEAT=0 runs beat as a process of its own, as deployments do (one beat
+    beside any number of workers).
+    """
+    pool = os.environ.get("MODELGATE_WORKER_POOL", "threads")
+    concurrency = os.environ.get("MODELGATE_WORKER_CONCURRENCY", "4")
+    schedule = str(var / "celerybeat-schedule")
+    worker = [
+        PYTHON, "-m", "celery", "-A", "config", "worker",
+        f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO",
+    ]  # fmt: skip
+    beat = [
+        PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "beat",
+        "--loglevel=INFO",
+        "--schedule",
+        schedule,
+    ]
+    web = [PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "config.asgi:application"]
+    if os.environ.get("MODELGATE_EMBEDDED_BEAT", "1") == "0":
+        return {"web": web, "worker": worker, "beat": beat}
+    return {"web": web, "worker+beat": [*worker, "--beat", "--schedule-filename", schedule]}
+
+
 def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     manage("migrate", "--no-input", "-v", "0")
     manage("ensure_admin")
     manage("collectstatic", "--no-input", "-v", "0")
 
-    pool = os.environ.get("MODELGATE_WORKER_POOL", "threads")
-    concurrency = os.environ.get("MODELGATE_WORKER_CONCURRENCY", "4")
-    commands = {
-        "web": [
-            PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "config.asgi:application",
-        ],
-        "worker": [
-            PYTHON, "-m", "celery", "-A", "config", "worker",
-            f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO",
-        ],
-        "beat": [
-            PYTHON, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO",
-            "--schedule", str(VAR / "celerybeat-schedule"),
-        ],
-    }  # fmt: skip
-    children = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in commands.items()}
+    children = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in commands(VAR).items()}
     host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
     print(f"Modelgate is starting on http://{host}:{port}/ (admin at /admin/); Ctrl-C stops it.")
 

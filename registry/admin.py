@@ -7,14 +7,14 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.actors import Actor, Source
 from config.errors import DomainError
 from registry import selectors, services
-from registry.choices import Stage
+from registry.choices import Stage, event_outcome
 from registry.models import (
     Event,
     ModelAlias,
@@ -30,6 +30,7 @@ from registry.permissions import (
     transition_level,
     visible_models,
 )
+from registry.refusals import refusal_record
 from registry.services.versions import ARCHIVING_TARGETS
 from registry.validation import validate_model_name
 
@@ -123,6 +124,33 @@ class ServiceAdminMixin:
         # The inlines are read-only and never saved (see save_related), so they have nothing to
         # report; Django's default would read `new_objects`, which only a saved formset has.
         return super().construct_change_message(request, form, [], add)  # type: ignore[misc]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        except DomainError as exc:
+            return self._refused(request, exc)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
+        except DomainError as exc:
+            return self._refused(request, exc)
+
+    def _refused(self, request: HttpRequest, exc: DomainError) -> HttpResponse:
+        """A service refused a save or a deletion (a stage or an alias a policy guards):
+        the admin's transaction rolled back, so the refusal is recorded now, and told."""
+        refusal_record(exc)
+        self.message_user(request, exc.message, level=messages.ERROR)  # type: ignore[attr-defined]
+        return HttpResponseRedirect(request.get_full_path())
 
     def run_service(self, request: HttpRequest, call: Any, **kwargs: Any) -> bool:
         try:
@@ -303,7 +331,7 @@ class ModelVersionAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for version in queryset.select_related("model"):
             if not self.refuse(request, version, Level.CAN_MANAGE):
-                services.version_delete(version=version, actor=self.actor(request))
+                self.run_service(request, services.version_delete, version=version)
 
     @admin.action(description="Archive the selected versions")
     def archive_versions(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -321,7 +349,16 @@ class ModelVersionAdmin(ServiceAdminMixin, admin.ModelAdmin):
 class EventAdmin(admin.ModelAdmin):
     """The history, read-only: events are written by services alone."""
 
-    list_display = ["seq", "created_at", "type", "actor_name", "source", "model_name", "version"]
+    list_display = [
+        "seq",
+        "created_at",
+        "type",
+        "outcome",
+        "actor_name",
+        "source",
+        "model_name",
+        "version",
+    ]
     list_filter = ["type", "source"]
     search_fields = ["model_name", "actor_name", "request_id"]
     date_hierarchy = "created_at"
@@ -329,6 +366,10 @@ class EventAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return selectors.event_list(viewer=admin_actor(request)).order_by("-seq")
+
+    @admin.display(description="Outcome")
+    def outcome(self, obj: Event) -> str:
+        return event_outcome(obj.type).value
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_staff)

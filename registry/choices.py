@@ -37,3 +37,29 @@ class EventType(models.TextChoices):
     ALIAS_SET = "model_version_alias.set"
     ALIAS_DELETED = "model_version_alias.deleted"
     HISTORY_EXPORTED = "history.exported"
+    # Refused attempts that matter (registry/refusals.py): nothing changed, the attempt is kept.
+    VERSION_STAGE_TRANSITION_REFUSED = "model_version.stage_transition_refused"
+    VERSION_DELETE_REFUSED = "model_version.delete_refused"
+    ALIAS_SET_REFUSED = "model_version_alias.set_refused"
+    ALIAS_DELETE_REFUSED = "model_version_alias.delete_refused"
+
+
+class Outcome(models.TextChoices):
+    """What came of the action an event records; a function of its type (see event_outcome)."""
+
+    DONE = "done"  # the change was made
+    REFUSED = "refused"  # a refused attempt: nothing changed
+    FAILED = "failed"  # an approved transition request could not be applied
+
+
+REFUSED_SUFFIX = "_refused"
+
+
+def event_outcome(type: str) -> Outcome:
+    """The outcome an event type records. Being derived from the type, it is covered by the
+    event's hash without a column of its own, and readers of older events get it too."""
+    if type.endswith(REFUSED_SUFFIX):
+        return Outcome.REFUSED
+    if type.endswith(".failed"):
+        return Outcome.FAILED
+    return Outcome.DONE

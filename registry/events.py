@@ -9,6 +9,9 @@ from datetime import UTC
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from accounts.actors import Actor
@@ -38,7 +41,18 @@ def model_snapshot(model: RegisteredModel) -> dict[str, Any]:
     return snapshot
 
 
-def version_snapshot(version: ModelVersion) -> dict[str, Any]:
+def version_snapshot(
+    version: ModelVersion,
+    *,
+    tags: dict[str, str] | None = None,
+    aliases: list[str] | None = None,
+) -> dict[str, Any]:
+    """The version as a plain dict; `tags` and `aliases`, when the caller knows them (a version
+    it has just created), spare the two queries that read them."""
+    if tags is None:
+        tags = {tag.key: tag.value for tag in version.tags.all()}
+    if aliases is None:
+        aliases = [alias.alias for alias in version.aliases.all()]
     return {
         "name": version.model.name,
         "version": version.version,
@@ -48,8 +62,8 @@ def version_snapshot(version: ModelVersion) -> dict[str, Any]:
         "run_link": version.run_link,
         "description": version.description,
         "status": version.status,
-        "tags": {tag.key: tag.value for tag in version.tags.all()},
-        "aliases": sorted(alias.alias for alias in version.aliases.all()),
+        "tags": tags,
+        "aliases": sorted(aliases),
         "deleted": version.deleted_at is not None,
     }
 
@@ -208,8 +222,49 @@ def event_record(
         prev_hash=head.hash,
     )
     event.hash = event_hash(event)
-    event.save(force_insert=True)
-    EventOutbox.objects.create(event=event, created_at=event.created_at)
-    EventChainHead.objects.filter(pk=1).update(seq=event.seq, hash=event.hash)
+    _append(connection, event, EventOutbox(event=event, created_at=event.created_at))
     event_publish_on_commit(event.seq)
     return event
+
+
+def _append(connection: BaseDatabaseWrapper, event: Event, outbox: EventOutbox) -> None:
+    """Write the event, its outbox row and the new chain head.
+
+    Every append waits for the head's row lock, held until the writer commits, so each round
+    trip made under it delays every other writer. On PostgreSQL the three writes are one
+    statement (the outbox's foreign key is checked at commit); elsewhere (SQLite, one writer at a
+    time anyway) they are the plain ORM writes.
+    """
+    if connection.vendor != "postgresql":
+        event.save(force_insert=True)
+        outbox.save(force_insert=True)
+        EventChainHead.objects.filter(pk=1).update(seq=event.seq, hash=event.hash)
+        return
+    event_sql, event_params = _insert_sql(connection, event)
+    outbox_sql, outbox_params = _insert_sql(connection, outbox)
+    quote = connection.ops.quote_name
+    head = EventChainHead._meta
+    table, seq, hash_, pk = (
+        quote(name)
+        for name in (
+            head.db_table,
+            head.get_field("seq").column,
+            head.get_field("hash").column,
+            head.pk.column,
+        )
+    )
+    # Identifiers quoted, the INSERTs from the ORM's compiler, every value a parameter.
+    update = f"UPDATE {table} SET {seq} = %s, {hash_} = %s WHERE {pk} = %s"  # noqa: S608
+    sql = f"WITH appended AS ({event_sql}), queued AS ({outbox_sql}) {update}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*event_params, *outbox_params, event.seq, event.hash, 1])
+    event._state.adding = outbox._state.adding = False
+    event._state.db = outbox._state.db = connection.alias
+
+
+def _insert_sql(connection: BaseDatabaseWrapper, obj: Model) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT the ORM would run for `obj` (every concrete field, as save() prepares it)."""
+    query = InsertQuery(type(obj))
+    query.insert_values(type(obj)._meta.local_concrete_fields, [obj])
+    ((sql, params),) = query.get_compiler(connection=connection).as_sql()
+    return sql, tuple(params)

@@ -99,6 +99,8 @@ def registry_level(actor: Actor) -> Level:
         level = Level.CAN_READ if settings.MODELGATE_ANONYMOUS_READ else Level.NONE
     elif not user.is_active:
         level = Level.NONE
+    elif actor.recent_permissions and (recent := recent_registry_levels.get(user.pk)) is not None:
+        level = recent
     else:
         level = _codename_level(
             Permission.objects.filter(
@@ -107,6 +109,8 @@ def registry_level(actor: Actor) -> Level:
                 codename__in=LEVEL_CODENAMES,
             ).values_list("codename", flat=True)
         )
+        if actor.recent_permissions:
+            recent_registry_levels.put(user.pk, level)
     actor.cache["registry_level"] = level
     return level
 
@@ -116,14 +120,29 @@ def _token_model_ids(actor: Actor) -> set[int]:
     if actor.token is None:
         return set()
     allowed = actor.cache.get("token_model_ids")
+    if allowed is None and actor.recent_permissions:
+        allowed = recent_token_models.get(actor.token.pk)
     if allowed is None:
         allowed = set(actor.token.models.values_list("pk", flat=True))
-        actor.cache["token_model_ids"] = allowed
+        if actor.recent_permissions:
+            recent_token_models.put(actor.token.pk, allowed)
+    actor.cache["token_model_ids"] = allowed
     return allowed
 
 
-# Levels computed in the last few seconds, for actors that accept them (the poll path).
+# Levels computed in the last few seconds, for actors that accept them (the poll path): per
+# user, token and model, each user's registry-wide level, each user's grants on models, and
+# the models each token is limited to.
 recent_levels: LocalCache[Level] = LocalCache(50_000, ttl=lambda: settings.MODELGATE_POLL_AUTH_TTL)
+recent_registry_levels: LocalCache[Level] = LocalCache(
+    10_000, ttl=lambda: settings.MODELGATE_POLL_AUTH_TTL
+)
+recent_user_grants: LocalCache[dict[int, Level]] = LocalCache(
+    1_000, ttl=lambda: settings.MODELGATE_POLL_AUTH_TTL
+)
+recent_token_models: LocalCache[set[int]] = LocalCache(
+    10_000, ttl=lambda: settings.MODELGATE_POLL_AUTH_TTL
+)
 
 
 def model_level(actor: Actor, model: RegisteredModel) -> Level:
@@ -134,12 +153,52 @@ def model_level(actor: Actor, model: RegisteredModel) -> Level:
     """
     if not actor.recent_permissions:
         return _model_level(actor, model)
-    key = (actor.user_id, actor.token.pk if actor.token else None, model.pk)
-    level = recent_levels.get(key)
+    level = recent_level(actor, model.pk)
     if level is None:
         level = _model_level(actor, model)
-        recent_levels.put(key, level)
+        recent_levels.put(_recent_key(actor, model.pk), level)
     return level
+
+
+def recent_level(actor: Actor, model_id: int) -> Level | None:
+    """The actor's level on a model as model_level would give it to an actor with
+    `recent_permissions`, from what was read in the last MODELGATE_POLL_AUTH_TTL seconds only:
+    the level computed for this user, token and model, else one made the way _model_level
+    makes it from the user's remembered registry-wide level and grants (and the token's
+    models). None when something it needs is not remembered. Never queries (the poll path's
+    answers from memory)."""
+    level = recent_levels.get(_recent_key(actor, model_id))
+    if level is not None:
+        return level
+    user = actor.user
+    if user is None or actor.is_system:
+        return None
+    if actor.token is not None:
+        limited = recent_token_models.get(actor.token.pk)
+        if limited is None:
+            return None
+        if limited and model_id not in limited:
+            return Level.NONE
+    if user.is_active and user.is_superuser:
+        level = Level.CAN_MANAGE
+    elif not user.is_active:
+        level = Level.NONE
+    else:
+        level = recent_registry_levels.get(user.pk)
+        if level is None:
+            return None
+        if level < Level.CAN_MANAGE:
+            grants = recent_user_grants.get(user.pk)
+            if grants is None or _TOO_MANY in grants:
+                return None
+            level = max(level, grants.get(model_id, Level.NONE))
+    if actor.token is not None and actor.token.read_only:
+        level = min(level, Level.CAN_READ)
+    return level
+
+
+def _recent_key(actor: Actor, model_id: int) -> tuple[int | None, int | None, int]:
+    return actor.user_id, actor.token.pk if actor.token else None, model_id
 
 
 def _model_level(actor: Actor, model: RegisteredModel) -> Level:
@@ -154,17 +213,55 @@ def _model_level(actor: Actor, model: RegisteredModel) -> Level:
     level = registry_level(actor)
     user = actor.user
     if level < Level.CAN_MANAGE and user is not None and user.is_active:
-        user_grants, group_grants = _grant_models()
-        own = user_grants.objects.filter(user=user, content_object=model).values_list(
-            "permission__codename", flat=True
-        )
-        groups = group_grants.objects.filter(group__user=user, content_object=model).values_list(
-            "permission__codename", flat=True
-        )
-        level = max(level, _codename_level(own.union(groups, all=True)))
+        grants = _recent_grants(user) if actor.recent_permissions else None
+        if grants is not None:
+            level = max(level, grants.get(model.pk, Level.NONE))
+        else:
+            user_grants, group_grants = _grant_models()
+            own = user_grants.objects.filter(user=user, content_object=model).values_list(
+                "permission__codename", flat=True
+            )
+            groups = group_grants.objects.filter(
+                group__user=user, content_object=model
+            ).values_list("permission__codename", flat=True)
+            level = max(level, _codename_level(own.union(groups, all=True)))
     if actor.token is not None and actor.token.read_only:
         level = min(level, Level.CAN_READ)
     return level
+
+
+# Past this many grants a user's grants are not kept whole: each model's level is read alone.
+RECENT_GRANTS_MAX = 5_000
+
+
+def _recent_grants(user: Any) -> dict[int, Level] | None:
+    """The user's own and their groups' grants, model id → level, read at most
+    MODELGATE_POLL_AUTH_TTL seconds ago (for actors that accept recent levels): a bot polling
+    many models costs one query per TTL, not one per model. None for a user with more than
+    RECENT_GRANTS_MAX grants."""
+    grants = recent_user_grants.get(user.pk)
+    if grants is None:
+        user_grants, group_grants = _grant_models()
+        own = user_grants.objects.filter(user=user, permission__codename__in=LEVEL_CODENAMES)
+        groups = group_grants.objects.filter(
+            group__user=user, permission__codename__in=LEVEL_CODENAMES
+        )
+        fields = ("content_object_id", "permission__codename")
+        rows = list(
+            own.values_list(*fields).union(groups.values_list(*fields), all=True)[
+                : RECENT_GRANTS_MAX + 1
+            ]
+        )
+        grants = {}
+        for model_id, codename in rows:
+            grants[model_id] = max(grants.get(model_id, Level.NONE), Level.from_codename(codename))
+        if len(rows) > RECENT_GRANTS_MAX:
+            grants = {_TOO_MANY: Level.NONE}
+        recent_user_grants.put(user.pk, grants)
+    return None if _TOO_MANY in grants else grants
+
+
+_TOO_MANY = -1  # no model has this id
 
 
 def sees_every_model(actor: Actor) -> bool:

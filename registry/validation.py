@@ -3,6 +3,7 @@
 import re
 
 from config.errors import InvalidParameter
+from config.openapi import PY_SPACE
 from registry.choices import Stage
 from registry.models import (
     ALIAS_MAX_LENGTH,
@@ -11,9 +12,19 @@ from registry.models import (
     TAG_VALUE_MAX_LENGTH,
 )
 
+# Matched whole (fullmatch): `$` alone also matches before a final newline.
 _ALIAS_RE = re.compile(r"^[\w-]+$")
 _VERSION_ALIAS_RE = re.compile(r"^v\d+$", re.IGNORECASE)
 _TAG_KEY_RE = re.compile(r"^[\w\-./: ]+$")
+# The same rules as OpenAPI patterns (config.openapi), for an alias or a tag key in a URL path
+# (where a tag key cannot hold "/"); `\w` as in Python.
+ALIAS_PATTERN = r"^(?![Ll][Aa][Tt][Ee][Ss][Tt]$)(?![Vv][0-9]+$)[\w-]+$"
+TAG_KEY_PATH_PATTERN = r"^(?!\.\.$)[\w\-.: ]+$"
+TAG_KEY_PATTERN = r"^(?!/)(?!(?:[^/]*/)*\.\.(?:/|$))[\w\-./: ]+$"
+# validate_model_name and validate_source as patterns: no "/", ":" or NUL in a name, and
+# something besides whitespace (str.strip's, spelled out); no ".." segment in a source.
+MODEL_NAME_PATTERN = rf"^[^/:\u0000]*[^{PY_SPACE}/:\u0000][^/:\u0000]*$"
+SOURCE_PATTERN = rf"^(?!(?:.*[/\\])?\.\.(?:[/\\]|$))[^\u0000]*[^{PY_SPACE}\u0000][^\u0000]*$"
 RUN_ID_MAX_LENGTH = 64
 
 
@@ -40,7 +51,7 @@ def validate_tag(key: object, value: object) -> tuple[str, str]:
         raise _fail(
             "key", f"Tag key '{key[:40]}…' exceeds the {TAG_KEY_MAX_LENGTH}-character limit."
         )
-    if not _TAG_KEY_RE.match(key):
+    if not _TAG_KEY_RE.fullmatch(key):
         raise _fail(
             "key",
             f"Invalid tag key '{key}': use letters, digits, spaces and _ - . / : only.",
@@ -81,14 +92,14 @@ def validate_alias(alias: object) -> str:
         raise _fail("alias", "Alias name must be a non-empty string.")
     if len(alias) > ALIAS_MAX_LENGTH:
         raise _fail("alias", f"Alias name must be at most {ALIAS_MAX_LENGTH} characters.")
-    if not _ALIAS_RE.match(alias):
+    if not _ALIAS_RE.fullmatch(alias):
         raise _fail(
             "alias",
             f"Invalid alias name '{alias}': use letters, digits, underscores and hyphens only.",
         )
     if alias.lower() == "latest":
         raise _fail("alias", "'latest' is a reserved alias name.")
-    if _VERSION_ALIAS_RE.match(alias):
+    if _VERSION_ALIAS_RE.fullmatch(alias):
         raise _fail(
             "alias",
             f"Invalid alias name '{alias}': 'v' followed by digits is reserved for versions.",

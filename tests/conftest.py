@@ -76,13 +76,22 @@ def _fresh_cache():
     from django.core.cache import cache
 
     from accounts.authentication import verified_credentials
-    from registry.api.polling import recent_auth
-    from registry.permissions import recent_levels
+    from registry.api.polling import recent_auth, remembered_aliases
+    from registry.permissions import (
+        recent_levels,
+        recent_registry_levels,
+        recent_token_models,
+        recent_user_grants,
+    )
 
     cache.clear()
     verified_credentials.clear()
     recent_auth.clear()
     recent_levels.clear()
+    recent_registry_levels.clear()
+    recent_user_grants.clear()
+    recent_token_models.clear()
+    remembered_aliases.clear()
     return
 
 

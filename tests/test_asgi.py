@@ -6,7 +6,9 @@ same: authentication, reads, writes, the alias poll path, and the admin's sessio
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -105,3 +107,318 @@ async def test_admin_login_uses_the_session_and_csrf(admin):
     index = await client.get("/admin/")
     assert index.status_code == 200
     assert b"Registry administration" in index.content
+
+
+# --- the alias poll route's lean lane (config.asgi) -------------------------------------------
+
+LEAN_PATH = "/api/v1/models/fraud/aliases/production/"
+
+
+class AsgiCall:
+    """One request straight into an ASGI application, the way uvicorn makes it."""
+
+    def __init__(self, app, method: str, path: str, headers: dict[str, str], query: str = ""):
+        self.app = app
+        self.scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": query.encode(),
+            "headers": [
+                (b"host", b"testserver"),
+                *((key.lower().encode(), value.encode()) for key, value in headers.items()),
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        self.messages: list[dict] = []
+        self.requested = False
+        self.disconnected = asyncio.Event()
+
+    async def receive(self) -> dict:
+        if not self.requested:
+            self.requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict) -> None:
+        self.messages.append(message)
+
+    async def run(self) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """Status, headers and body; None when the application sent nothing."""
+        await self.app(self.scope, self.receive, self.send)
+        if not self.messages:
+            return None
+        start = self.messages[0]
+        body = b"".join(message.get("body", b"") for message in self.messages[1:])
+        return start["status"], start["headers"], body
+
+
+async def asgi_get(app, headers: dict[str, str], query: str = "", method: str = "GET"):
+    return await AsgiCall(app, method, LEAN_PATH, headers, query).run()
+
+
+@pytest.fixture
+def lean(settings, pipeline):
+    """The lean lane on (it needs the poll's thread pool) and an alias to poll."""
+    from accounts.actors import Actor
+    from registry import services
+    from registry.api.polling import pool_close
+    from registry.watch import watcher
+    from tests.factories import make_model, make_version
+
+    settings.MODELGATE_POLL_THREADS = 2
+    settings.MODELGATE_EVENT_WATCH_INTERVAL = 0.05
+    actor = Actor(user=pipeline)
+    model = make_model(actor, name="fraud")
+    for _ in range(2):
+        make_version(actor, model)
+    services.alias_set(model=model, alias="production", version=1, actor=actor)
+    yield model, actor
+    pool_close()
+    watcher.quiesce()
+
+
+def test_the_lean_lane_is_the_alias_poll_route_only(settings):
+    from django.urls import resolve, reverse
+
+    from config.asgi import POLL_ROUTE, takes_lean_lane
+    from registry.api.views import alias_detail
+
+    path = reverse("alias-detail", kwargs={"name": "fraud", "alias": "production"})
+    assert path == LEAN_PATH
+    assert POLL_ROUTE.fullmatch(path)
+    assert resolve(path).func is alias_detail
+
+    def scope(method: str, path: str) -> dict:
+        return {"type": "http", "method": method, "path": path, "root_path": ""}
+
+    settings.MODELGATE_POLL_THREADS = 2
+    assert takes_lean_lane(scope("GET", path))
+    assert takes_lean_lane(scope("HEAD", path))
+    assert not takes_lean_lane(scope("PUT", path))
+    assert not takes_lean_lane(scope("DELETE", path))
+    assert not takes_lean_lane(scope("GET", path + "history/"))
+    assert not takes_lean_lane(scope("GET", "/api/v1/models/fraud/aliases/"))
+    assert not takes_lean_lane(scope("GET", "/healthz"))
+    assert not takes_lean_lane({**scope("GET", path), "root_path": "/prefix"})
+    assert not takes_lean_lane({"type": "lifespan"})
+    settings.MODELGATE_POLL_LEAN = False
+    assert not takes_lean_lane(scope("GET", path))
+    settings.MODELGATE_POLL_LEAN = True
+    settings.MODELGATE_POLL_THREADS = 0  # no pool of its own: Django's handler serves it
+    assert not takes_lean_lane(scope("GET", path))
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("read", 200),
+        ("not modified", 304),
+        ("head", 200),
+        ("no credentials", 401),
+        ("wrong password", 401),
+        ("unknown alias", 404),
+        ("bad wait", 400),
+    ],
+)
+async def test_the_lean_lane_answers_as_djangos_handler_does(lean, case, status):
+    """Status, every header (in order) and body, against Django's own ASGIHandler."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    from config.asgi import application
+
+    headers = {**basic("pipeline"), "X-Request-ID": "lean-test-1"}
+    path, query, method = LEAN_PATH, "", "GET"
+    if case == "not modified":
+        _, first, _ = await AsgiCall(ASGIHandler(), "GET", path, headers).run()
+        headers["If-None-Match"] = _etag(first)
+    elif case == "head":
+        method = "HEAD"
+    elif case == "no credentials":
+        del headers["Authorization"]
+    elif case == "wrong password":
+        headers["Authorization"] = "Basic " + base64.b64encode(b"pipeline:nope").decode()
+    elif case == "unknown alias":
+        path = path.replace("production", "staging")
+    elif case == "bad wait":
+        query = "wait=soon"
+
+    django = await AsgiCall(ASGIHandler(), method, path, headers, query).run()
+    lean_answer = await AsgiCall(application, method, path, headers, query).run()
+
+    assert django[0] == status
+    assert lean_answer == django
+
+
+async def test_a_warm_304_is_answered_from_memory(lean, monkeypatch):
+    from config.asgi import application
+    from registry import selectors
+
+    reads = []
+    alias_state = selectors.alias_state
+    monkeypatch.setattr(
+        selectors, "alias_state", lambda **kwargs: reads.append(1) or alias_state(**kwargs)
+    )
+    auth = basic("pipeline")
+    status, headers, body = await asgi_get(application, auth)
+    assert status == 200
+    etag = _etag(headers)
+    await sync_to_async(_watcher_sync)()  # the watcher is running and has looked
+    first = await asgi_get(application, auth)  # read again: remembered now the watcher runs
+    assert first[0] == 200
+    reads.clear()
+
+    for _ in range(5):
+        status, headers, body = await asgi_get(application, {**auth, "If-None-Match": etag})
+        assert (status, body) == (304, b"")
+        assert _etag(headers) == etag
+    assert reads == []  # no database read
+
+    # A 200 always reads; so does a 304 for an ETag that is not the remembered one.
+    assert (await asgi_get(application, auth))[0] == 200
+    assert (await asgi_get(application, {**auth, "If-None-Match": '"other"'}))[0] == 200
+    assert len(reads) == 2
+
+
+async def test_a_move_voids_the_memory(lean):
+    from config.asgi import application
+    from registry import services
+
+    model, actor = lean
+    auth = basic("pipeline")
+    await sync_to_async(_watcher_sync)()
+    _, headers, _ = await asgi_get(application, auth)
+    old = _etag(headers)
+    assert (await asgi_get(application, {**auth, "If-None-Match": old}))[0] == 304
+
+    await sync_to_async(services.alias_set)(model=model, alias="production", version=2, actor=actor)
+    await sync_to_async(_watcher_sync)()  # every web process sees it within an interval
+
+    status, headers, body = await asgi_get(application, {**auth, "If-None-Match": old})
+    assert status == 200
+    assert json.loads(body)["version"] == 2
+    new = _etag(headers)
+    assert (await asgi_get(application, {**auth, "If-None-Match": new}))[0] == 304
+
+
+@pytest.mark.parametrize("forget", ["credential", "level", "watcher"])
+async def test_memory_is_not_used_once_anything_it_needs_is_forgotten(lean, monkeypatch, forget):
+    from config.asgi import application
+    from registry import selectors
+    from registry.api.polling import recent_auth
+    from registry.permissions import recent_levels, recent_user_grants
+    from registry.watch import watcher
+
+    auth = basic("pipeline")
+    await sync_to_async(_watcher_sync)()
+    _, headers, _ = await asgi_get(application, auth)
+    etag = _etag(headers)
+    reads = []
+    alias_state = selectors.alias_state
+    monkeypatch.setattr(
+        selectors, "alias_state", lambda **kwargs: reads.append(1) or alias_state(**kwargs)
+    )
+    assert (await asgi_get(application, {**auth, "If-None-Match": etag}))[0] == 304
+    assert reads == []
+
+    if forget == "credential":
+        recent_auth.clear()  # past MODELGATE_POLL_AUTH_TTL
+    elif forget == "level":
+        recent_levels.clear()  # and what a level could be made from
+        recent_user_grants.clear()
+    else:
+        monkeypatch.setattr(watcher, "_checked_at", watcher._checked_at - 10)  # a stalled watcher
+    assert (await asgi_get(application, {**auth, "If-None-Match": etag}))[0] == 304
+    assert reads == [1]
+
+
+async def test_a_revoked_grant_is_refused_within_the_ttl_on_the_lean_lane(
+    lean, settings, django_user_model
+):
+    from config.asgi import application
+    from registry.permissions import Level
+
+    settings.MODELGATE_POLL_AUTH_TTL = 0.2
+    model, _ = lean
+    reader = await sync_to_async(django_user_model.objects.create_user)(
+        username="reader", password=PASSWORD
+    )
+    await sync_to_async(_grant)(reader, model, Level.CAN_READ)
+    auth = basic("reader")
+    await sync_to_async(_watcher_sync)()
+    _, headers, _ = await asgi_get(application, auth)
+    etag = _etag(headers)
+    assert (await asgi_get(application, {**auth, "If-None-Match": etag}))[0] == 304
+
+    await sync_to_async(_grant)(reader, model, None)
+    await asyncio.sleep(0.3)
+    status, _, body = await asgi_get(application, {**auth, "If-None-Match": etag})
+    assert status == 404
+    assert json.loads(body)["code"] == "not_found"
+
+
+async def test_a_long_poll_on_the_lean_lane_wakes_on_a_move_and_stops_on_disconnect(lean):
+    from config.asgi import application
+    from registry import services
+    from registry.watch import watcher
+
+    model, actor = lean
+    auth = basic("pipeline")
+    _, headers, _ = await asgi_get(application, auth)
+    etag = _etag(headers)
+    conditional = {**auth, "If-None-Match": etag}
+
+    waiting = AsgiCall(application, "GET", LEAN_PATH, conditional, "wait=20")
+    task = asyncio.create_task(waiting.run())
+    await _until(lambda: watcher.waiting() == 1)
+    await sync_to_async(services.alias_set)(model=model, alias="production", version=2, actor=actor)
+    status, _, body = await asyncio.wait_for(task, 10)
+    assert status == 200
+    assert json.loads(body)["version"] == 2
+
+    _, headers, _ = await asgi_get(application, auth)
+    gone = AsgiCall(
+        application,
+        "GET",
+        LEAN_PATH,
+        {**auth, "If-None-Match": _etag(headers)},
+        "wait=20",
+    )
+    task = asyncio.create_task(gone.run())
+    await _until(lambda: watcher.waiting() == 1)
+    gone.disconnected.set()  # the client went away: the request stops waiting
+    assert await asyncio.wait_for(task, 10) is None  # nothing sent, nothing left waiting
+    assert watcher.waiting() == 0
+
+
+async def _until(condition, timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+
+
+def _etag(headers: list[tuple[bytes, bytes]]) -> str:
+    return next(value.decode() for key, value in headers if key.lower() == b"etag")
+
+
+def _watcher_sync() -> None:
+    from registry.watch import watcher
+
+    assert watcher.sync()
+
+
+def _grant(user, model, level) -> None:
+    from accounts.actors import Actor
+    from registry import services
+
+    services.permissions_update(
+        model=model, actor=Actor.system(), users={user.username: level}, groups={}
+    )

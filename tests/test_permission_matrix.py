@@ -53,6 +53,7 @@ AUTHOR = "the author only (the comment is the owner's)"
 PUBLIC = "no authentication"
 DOCS = "no authentication, but wrong credentials are refused"
 AUDITOR = "a registry-wide read grant (no role here has one)"
+SUPERUSER = "a superuser: registry-wide webhooks (no role here is one)"
 
 
 @dataclass(frozen=True)
@@ -401,6 +402,9 @@ MATRIX: dict[str, dict[str, Route]] = {
     # health, for load balancers and probes
     "healthz": {"GET": _read(PUBLIC, "/healthz")},
     "readyz": {"GET": _read(PUBLIC, "/readyz")},
+    # the scrape token or MODELGATE_METRICS_ALLOWED_NETWORKS, not a user's credentials; the
+    # test client is on loopback, allowed by default (tests/test_metrics.py: the refusals)
+    "metrics": {"GET": _read(PUBLIC, "/metrics")},
     # history for auditors (issue 7)
     "api/v1/events/verify/": {"GET": _read(AUDITOR, V1 + "events/verify/")},
     "api/v1/events/export/": {"GET": _read(ANY_USER, V1 + "events/export/", format="csv")},
@@ -437,6 +441,64 @@ MATRIX: dict[str, dict[str, Route]] = {
                 V1 + "deliveries/replay/",
                 {"since": "2000-01-01T00:00:00Z", "webhook": ctx["webhook_id"]},
             ),
+        ),
+    },
+    # MLflow webhooks are registry-wide: a superuser's; the list is filtered
+    "api/2.0/mlflow/webhooks": {
+        "GET": _read(ANY_USER, MLF + "webhooks"),
+        "POST": Route(
+            SUPERUSER,
+            _b(
+                MLF + "webhooks",
+                {
+                    "name": "new",
+                    "url": HOOK_URL,
+                    "events": [{"entity": "MODEL_VERSION", "action": "CREATED"}],
+                },
+            ),
+        ),
+    },
+    "api/2.0/mlflow/webhooks/<str:webhook_id>": {
+        "GET": _read(SUPERUSER, MLF + "webhooks/{mlflow_hook_id}"),
+        "PATCH": Route(SUPERUSER, _b(MLF + "webhooks/{mlflow_hook_id}", {"name": "x"})),
+        "DELETE": Route(SUPERUSER, _q(MLF + "webhooks/{mlflow_hook_id}")),
+    },
+    "api/2.0/mlflow/webhooks/<str:webhook_id>/test": {
+        "POST": Route(SUPERUSER, _b(MLF + "webhooks/{mlflow_hook_id}/test", {})),
+    },
+    # Databricks registry webhooks (the one here is model m's)
+    "api/2.0/mlflow/registry-webhooks/create": {
+        "POST": Route(
+            Level.CAN_MANAGE,
+            _b(
+                MLF + "registry-webhooks/create",
+                {
+                    "model_name": "m",
+                    "events": ["MODEL_VERSION_CREATED"],
+                    "http_url_spec": {"url": HOOK_URL},
+                },
+            ),
+        ),
+    },
+    "api/2.0/mlflow/registry-webhooks/list": {
+        "GET": _read(ANY_USER, MLF + "registry-webhooks/list"),
+    },
+    "api/2.0/mlflow/registry-webhooks/update": {
+        "PATCH": Route(
+            Level.CAN_MANAGE,
+            lambda ctx: (
+                MLF + "registry-webhooks/update",
+                {"id": ctx["dbx_hook_id"], "status": "DISABLED"},
+            ),
+        ),
+    },
+    "api/2.0/mlflow/registry-webhooks/delete": {
+        "DELETE": Route(Level.CAN_MANAGE, _q(MLF + "registry-webhooks/delete?id={dbx_hook_id}")),
+    },
+    "api/2.0/mlflow/registry-webhooks/test": {
+        "POST": Route(
+            Level.CAN_MANAGE,
+            lambda ctx: (MLF + "registry-webhooks/test", {"id": ctx["dbx_hook_id"]}),
         ),
     },
 }
@@ -518,7 +580,7 @@ def _expected(role: str, route: Route) -> int | str:
         return 401
     if route.needs == ANY_USER:
         return "ok"
-    if route.needs == AUDITOR:
+    if route.needs in (AUDITOR, SUPERUSER):
         return 403
     if route.needs == CREATE:
         return 403 if _uses_token(role) else "ok"
@@ -557,6 +619,12 @@ def world(django_user_model):
         body="{}",
         state=DeliveryState.FAILED,
     )
+    mlflow_hook = subscription_create(
+        actor=Actor.system(), flavor="mlflow", url=HOOK_URL, events=["model_version.created"]
+    )
+    dbx_hook = subscription_create(
+        actor=actor, model=model, flavor="databricks", url=HOOK_URL, events=["COMMENT_CREATED"]
+    )
     return {
         "owner": owner,
         "model": model,
@@ -567,6 +635,8 @@ def world(django_user_model):
             "comment_id": comment.pk,
             "webhook_id": webhook.subscription.id.hex,
             "delivery_id": delivery.pk,
+            "mlflow_hook_id": mlflow_hook.subscription.id.hex,
+            "dbx_hook_id": dbx_hook.subscription.id.hex,
         },
     }
 
@@ -611,10 +681,26 @@ def _client_for(role: str, world: dict[str, Any], django_user_model: Any) -> tup
     return client, "caller"
 
 
+# Refused reviews are kept in the history as `…_refused` events (docs/auditing.md), which is
+# all they may leave behind.
+KEEPS_REFUSAL = {
+    "api/v1/transition-requests/<int:pk>/approve/",
+    "api/v1/transition-requests/<int:pk>/reject/",
+    "api/2.0/mlflow/transition-requests/approve",
+    "api/2.0/mlflow/transition-requests/reject",
+}
+
+
+def _refused_events() -> int:
+    return Event.objects.filter(type__endswith="_refused").count()
+
+
 def _state() -> dict[str, Any]:
     """Everything a refused write must leave as it was."""
     return {
-        "events": list(Event.objects.values_list("seq", flat=True)),
+        "events": list(
+            Event.objects.exclude(type__endswith="_refused").values_list("seq", flat=True)
+        ),
         "models": list(RegisteredModel.objects.values_list("name", "description", "updated_at")),
         "versions": list(
             ModelVersion.objects.values_list("version", "stage", "description", "deleted_at")
@@ -660,6 +746,7 @@ def test_route_as_role(route_key, method, role, world, django_user_model, settin
     }
     path, payload = route.request(ctx)
     before = _state()
+    refused_before = _refused_events()
     if method == "GET":
         response = client.get(path, payload or {})
     else:
@@ -671,3 +758,5 @@ def test_route_as_role(route_key, method, role, world, django_user_model, settin
         assert response.status_code == expected, (response.status_code, response.content[:300])
         if route.write:
             assert _state() == before
+    kept = 1 if expected == 403 and route_key in KEEPS_REFUSAL else 0
+    assert _refused_events() - refused_before == kept

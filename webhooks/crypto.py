@@ -16,11 +16,16 @@ from functools import cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
+from config.errors import Conflict
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 
 
-class SecretUnreadable(Exception):
-    """A stored secret that no configured key decrypts (the key was changed without fallback)."""
+class SecretUnreadable(Conflict):
+    """A stored secret that no configured key decrypts (the key was changed without fallback).
+
+    A 409 for whoever touches it: setting a new secret or new headers replaces what is stored.
+    """
 
 
 def secret_generate() -> str:
@@ -80,8 +85,9 @@ def decrypt(token: str) -> str:
         return _current_cipher().decrypt(token.encode()).decode()
     except InvalidToken as exc:
         raise SecretUnreadable(
-            "A webhook secret cannot be decrypted with MODELGATE_WEBHOOK_SECRET_KEY or its "
-            "fallbacks."
+            "A stored webhook secret or header cannot be decrypted with "
+            "MODELGATE_WEBHOOK_SECRET_KEY or its fallbacks: put the old key in "
+            "MODELGATE_WEBHOOK_SECRET_KEY_FALLBACKS, or set a new secret and headers."
         ) from exc
 
 

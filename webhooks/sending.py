@@ -132,9 +132,8 @@ def delivery_send(*, pk: int, clock: Clock = timezone.now, force: bool = False) 
         return None
     delivery = Delivery.objects.select_related("subscription").get(pk=pk)
     subscription = delivery.subscription
-    if subscription.status == SubscriptionStatus.DISABLED or (
-        subscription.status == SubscriptionStatus.TEST_MODE and not delivery.is_test
-    ):
+    # A test send is asked for by a person: it goes out whatever the status.
+    if not delivery.is_test and subscription.status != SubscriptionStatus.ACTIVE:
         _cancel(delivery, f"The subscription is {subscription.status}.", now)
         return DeliveryState.CANCELLED
     try:
@@ -193,20 +192,24 @@ def attempt_record(
             state = DeliveryState.PENDING
             update["next_attempt_at"] = now + timedelta(seconds=delay)
         update["last_error"] = error[:2000]
-        if not delivery.is_test:
-            _subscription_failed(subscription, code, error, now)
+        disabled = not delivery.is_test and _subscription_failed(subscription, code, error, now)
+        if disabled and state == DeliveryState.PENDING:
+            # This failure disabled the subscription: its retry would never be sent.
+            state = DeliveryState.CANCELLED
+            update.update(next_attempt_at=None, finished_at=now)
     Delivery.objects.filter(pk=delivery.pk).update(state=state, **update)
     return state
 
 
 def _subscription_failed(
     subscription: Subscription, code: int | None, error: str, now: datetime
-) -> None:
-    """410 Gone disables at once; otherwise a subscription failing for days is disabled."""
+) -> bool:
+    """410 Gone disables at once; otherwise a subscription failing for days is disabled.
+    Returns whether this failure disabled it."""
     if code == 410:
         reason = f"Disabled at {now:%Y-%m-%d %H:%M} UTC: the receiver answered 410 Gone."
         subscription_disable(subscription, reason=reason, now=now)
-        return
+        return True
     Subscription.objects.filter(pk=subscription.pk, failing_since__isnull=True).update(
         failing_since=now
     )
@@ -220,6 +223,7 @@ def _subscription_failed(
             f"{subscription.failing_since or now:%Y-%m-%d %H:%M} UTC. Last error: {error}"
         )
         subscription_disable(subscription, reason=reason, now=now)
+    return failing_long
 
 
 def subscription_disable(subscription: Subscription, *, reason: str, now: datetime) -> None:

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.actors import Actor
+from accounts.audit import AccountEvent
 from config.errors import InvalidParameter, NotFound, PermissionDenied
 from registry.choices import EventType
 from registry.events import event_record
@@ -33,7 +34,9 @@ RESERVED_HEADER_PREFIXES = ("webhook-", "x-mlflow-", "x-databricks-")
 def native_event_types() -> frozenset[str]:
     """Every event type of the history, which native subscriptions may name."""
     return frozenset(
-        str(choice) for enum in (EventType, WorkflowEvent, WebhookEvent) for choice in enum
+        str(choice)
+        for enum in (EventType, WorkflowEvent, WebhookEvent, AccountEvent)
+        for choice in enum
     )
 
 
@@ -128,6 +131,10 @@ def require_manager(actor: Actor, model: RegisteredModel | None) -> None:
     user = actor.user
     if user is None or not (user.is_active and user.is_superuser):
         raise PermissionDenied("Registry-wide webhooks can only be managed by a superuser.")
+    if actor.token is not None and actor.token.models.exists():
+        raise PermissionDenied(
+            "This API token is limited to some models; registry-wide webhooks need one that is not."
+        )
 
 
 def subscription_model(subscription: Subscription) -> RegisteredModel | None:
@@ -151,6 +158,13 @@ def require_subscription_manager(actor: Actor, subscription: Subscription) -> No
 # --- Subscriptions -------------------------------------------------------------------------
 
 
+def _header_names(subscription: Subscription) -> list[str]:
+    try:
+        return sorted(crypto.decrypt_headers(subscription.headers_encrypted))
+    except crypto.SecretUnreadable:
+        return ["(unreadable with the current key)"]
+
+
 def subscription_snapshot(subscription: Subscription) -> dict[str, Any]:
     """What the history records of a subscription: never the secret or header values."""
     return {
@@ -162,7 +176,7 @@ def subscription_snapshot(subscription: Subscription) -> dict[str, Any]:
         "events": list(subscription.events),
         "model": subscription.model_name or None,
         "status": subscription.status,
-        "headers": sorted(crypto.decrypt_headers(subscription.headers_encrypted)),
+        "headers": _header_names(subscription),
         "verify_tls": subscription.verify_tls,
     }
 

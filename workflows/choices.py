@@ -31,6 +31,9 @@ class WorkflowEvent(models.TextChoices):
     REQUEST_EXPIRED = "transition_request.expired"
     REQUEST_APPLIED = "transition_request.applied"
     REQUEST_FAILED = "transition_request.failed"
+    # Reviews the rules refused (registry/refusals.py): nothing changed, the attempt is kept.
+    REQUEST_APPROVAL_REFUSED = "transition_request.approval_refused"
+    REQUEST_REJECTION_REFUSED = "transition_request.rejection_refused"
     COMMENT_CREATED = "comment.created"
     COMMENT_UPDATED = "comment.updated"
     COMMENT_DELETED = "comment.deleted"

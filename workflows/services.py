@@ -19,6 +19,7 @@ from registry.choices import Stage
 from registry.events import event_record
 from registry.models import ModelVersion
 from registry.permissions import Level, model_level, require_level, require_writer
+from registry.refusals import Refusal, refusal_note, refusals_recorded
 from registry.services.models import model_lock
 from workflows.choices import Decision, RequestStatus, WorkflowEvent
 from workflows.models import Comment, Review, TransitionRequest
@@ -49,16 +50,53 @@ def request_snapshot(request: TransitionRequest) -> dict[str, Any]:
 
 
 def _record(
-    type: str, request: TransitionRequest, actor: Actor, comment: str = "", **kw: Any
+    type: str,
+    request: TransitionRequest,
+    actor: Actor,
+    comment: str = "",
+    before: dict[str, Any] | None = None,
 ) -> None:
     event_record(
         type=type,
         actor=actor,
         model=request.model,
         version=request.version.version,
+        before=before,
         after=request_snapshot(request),
         comment=comment,
-        **kw,
+    )
+
+
+def _refused_review(
+    error: DomainError,
+    request: TransitionRequest,
+    actor: Actor,
+    decision: Decision,
+    comment: str,
+) -> DomainError:
+    """Note a review the rules refuse (level, self-approval, read-only token, missing tags) for
+    the history; deciding twice or on a closed request is not a refusal worth keeping."""
+    refused = (
+        WorkflowEvent.REQUEST_APPROVAL_REFUSED
+        if decision == Decision.APPROVE
+        else WorkflowEvent.REQUEST_REJECTION_REFUSED
+    )
+    return refusal_note(
+        error,
+        Refusal(
+            type=refused,
+            actor=actor,
+            model=request.model,
+            version=request.version.version,
+            before=request_snapshot(request),
+            after={
+                "id": request.pk,
+                "target": request.target,
+                "from_stage": request.from_stage,
+                "decision": decision.value,
+            },
+            comment=comment,
+        ),
     )
 
 
@@ -193,6 +231,7 @@ def _review_record(
     )
 
 
+@refusals_recorded
 @transaction.atomic
 def request_approve(
     *,
@@ -210,14 +249,18 @@ def request_approve(
     request = _lock_request(request)
     _require_open(request)
     refusal = reviewer_refusal(request, actor, Decision.APPROVE)
+    if isinstance(refusal, PermissionDenied):
+        raise _refused_review(refusal, request, actor, Decision.APPROVE, comment)
     if refusal:
         raise refusal
     missing = _missing_tags(request.version, request.required_tags)
     if missing:
-        raise Conflict(
+        missing_tags = Conflict(
             f"Version {request.version.version} must carry {', '.join(missing)} before it can "
             "be approved."
         )
+        raise _refused_review(missing_tags, request, actor, Decision.APPROVE, comment)
+    before = request_snapshot(request)
     now = timezone.now()
     _review_record(request, actor, Decision.APPROVE, comment, now)
     request.updated_at = now
@@ -233,9 +276,9 @@ def request_approve(
         ):
             request.archive_existing_versions = archive_existing_versions
     request.save(update_fields=["status", "updated_at", "decided_at", "archive_existing_versions"])
-    _record(WorkflowEvent.REQUEST_APPROVAL_RECORDED, request, actor, comment)
+    _record(WorkflowEvent.REQUEST_APPROVAL_RECORDED, request, actor, comment, before)
     if quorum:
-        _record(WorkflowEvent.REQUEST_APPROVED, request, actor)
+        _record(WorkflowEvent.REQUEST_APPROVED, request, actor, before=before)
         from workflows.tasks import request_apply
 
         request_id = request.pk
@@ -251,6 +294,7 @@ def _queue_apply(task: Any, request_id: int) -> None:
         logger.warning("could not queue request %s for applying", request_id, exc_info=True)
 
 
+@refusals_recorded
 @transaction.atomic
 def request_reject(
     *, request: TransitionRequest, actor: Actor, comment: str = ""
@@ -260,14 +304,17 @@ def request_reject(
     request = _lock_request(request)
     _require_open(request)
     refusal = reviewer_refusal(request, actor, Decision.REJECT)
+    if isinstance(refusal, PermissionDenied):
+        raise _refused_review(refusal, request, actor, Decision.REJECT, comment)
     if refusal:
         raise refusal
+    before = request_snapshot(request)
     now = timezone.now()
     _review_record(request, actor, Decision.REJECT, comment, now)
     request.status = RequestStatus.REJECTED
     request.decided_at = request.updated_at = now
     request.save(update_fields=["status", "decided_at", "updated_at"])
-    _record(WorkflowEvent.REQUEST_REJECTED, request, actor, comment)
+    _record(WorkflowEvent.REQUEST_REJECTED, request, actor, comment, before)
     return request
 
 
@@ -284,19 +331,22 @@ def request_cancel(
     is_requester = actor.user is not None and actor.user.pk == request.requester_id
     if not is_requester and model_level(actor, request.model) < Level.CAN_MANAGE:
         raise PermissionDenied("Only the requester or a CAN_MANAGE holder can cancel a request.")
+    before = request_snapshot(request)
     request.status = RequestStatus.CANCELLED
     request.updated_at = request.decided_at = timezone.now()
     request.save(update_fields=["status", "updated_at", "decided_at"])
-    _record(WorkflowEvent.REQUEST_CANCELLED, request, actor, comment)
+    _record(WorkflowEvent.REQUEST_CANCELLED, request, actor, comment, before)
     return request
 
 
-def request_apply(*, request_id: int) -> TransitionRequest | None:
+def request_apply(*, request_id: int, actor: Actor | None = None) -> TransitionRequest | None:
     """Apply an APPROVED request: transition, archiving and alias move in one transaction.
 
     Idempotent: run twice, concurrently or after a redelivery, it applies once (the request
     row is locked and its status checked). When the request no longer makes sense the request
-    is FAILED with the reason and nothing else changes.
+    is FAILED with the reason and nothing else changes. `actor` is the system as the task runs
+    it (its events carry the task's id); the changes it makes name the approvers in their
+    comment, and the request's own event lists them in `after`.
     """
     with transaction.atomic():
         request = (
@@ -314,8 +364,9 @@ def request_apply(*, request_id: int) -> TransitionRequest | None:
                 "reviewer_name", flat=True
             )
         )
-        actor = Actor.system(source=Source.TASK)
+        actor = actor or Actor.system(source=Source.TASK)
         note = f"Applying request #{request.pk}, approved by {', '.join(approvers)}."
+        before = request_snapshot(request)
         try:
             with transaction.atomic():
                 _apply(request, actor, note)
@@ -337,6 +388,7 @@ def request_apply(*, request_id: int) -> TransitionRequest | None:
             request,
             actor,
             note if event == WorkflowEvent.REQUEST_APPLIED else request.status_reason,
+            before,
         )
         return request
 
@@ -360,6 +412,7 @@ def _apply(request: TransitionRequest, actor: Actor, note: str) -> None:
             version=version.version,
             actor=actor,
             approval=request.pk,
+            comment=note,
         )
         return
     registry_services.version_transition(
@@ -377,12 +430,14 @@ def _apply(request: TransitionRequest, actor: Actor, note: str) -> None:
             version=version.version,
             actor=actor,
             approval=request.pk,
+            comment=note,
         )
 
 
-def requests_expire(*, now: Any = None) -> int:
+def requests_expire(*, now: Any = None, actor: Actor | None = None) -> int:
     """Expire the pending requests past their time; returns how many."""
     now = now or timezone.now()
+    actor = actor or Actor.system()
     expired = 0
     for request_id in TransitionRequest.objects.filter(
         status=RequestStatus.PENDING, expires_at__lte=now
@@ -393,15 +448,19 @@ def requests_expire(*, now: Any = None) -> int:
             )
             if request.status != RequestStatus.PENDING:
                 continue
+            before = request_snapshot(request)
             request.status = RequestStatus.EXPIRED
             request.updated_at = request.decided_at = now
             request.save(update_fields=["status", "updated_at", "decided_at"])
-            _record(WorkflowEvent.REQUEST_EXPIRED, request, Actor.system())
+            note = f"Expired undecided at {request.expires_at:%Y-%m-%d %H:%M:%S %Z}."
+            _record(WorkflowEvent.REQUEST_EXPIRED, request, actor, note, before)
             expired += 1
     return expired
 
 
-def requests_apply_waiting(*, older_than: timedelta = timedelta(seconds=30)) -> int:
+def requests_apply_waiting(
+    *, older_than: timedelta = timedelta(seconds=30), actor: Actor | None = None
+) -> int:
     """Apply APPROVED requests whose task never ran (broker down); returns how many."""
     cutoff = timezone.now() - older_than
     ids = TransitionRequest.objects.filter(
@@ -409,7 +468,7 @@ def requests_apply_waiting(*, older_than: timedelta = timedelta(seconds=30)) -> 
     ).values_list("pk", flat=True)
     applied = 0
     for request_id in list(ids):
-        request = request_apply(request_id=request_id)
+        request = request_apply(request_id=request_id, actor=actor)
         applied += request is not None and request.status == RequestStatus.APPLIED
     return applied
 

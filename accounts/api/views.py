@@ -10,8 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.actors import Actor
 from accounts.api import serializers as s
 from accounts.models import ApiToken
+from accounts.throttling import TokenCreateThrottle
 from accounts.tokens import registered_models_named, token_create, token_revoke
 from config.api import validated
 from config.errors import InvalidParameter, NotFound, PermissionDenied
@@ -27,6 +29,7 @@ def _refuse_token_callers(request: Request) -> None:
 
 class TokenListCreateApi(generics.ListAPIView):
     serializer_class = s.TokenOutSerializer
+    throttle_classes = [TokenCreateThrottle]  # POST only
 
     def get_queryset(self) -> Any:
         tokens = ApiToken.objects.filter(user_id=self.request.user.pk)  # type: ignore[misc]
@@ -44,7 +47,9 @@ class TokenListCreateApi(generics.ListAPIView):
                 f"No registered model named: {', '.join(missing)}.",
                 fields={"models": [f"Unknown: {', '.join(missing)}."]},
             )
-        issued = token_create(user=request.user, models=models, **data)
+        issued = token_create(
+            user=request.user, actor=Actor.of_request(request), models=models, **data
+        )
         body = s.TokenOutSerializer(issued.token).data | {"token": issued.secret}
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -57,7 +62,7 @@ class TokenDetailApi(APIView):
     @extend_schema(responses={204: None}, description="Revoke the token (it stays listed).")
     def delete(self, request: Request, pk: int) -> Response:
         _refuse_token_callers(request)
-        token_revoke(token=self._token(request, pk))
+        token_revoke(token=self._token(request, pk), actor=Actor.of_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def _token(self, request: Request, pk: int) -> ApiToken:

@@ -16,8 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import SeqCursorPagination
-from registry.api.views import _actor, _datetime_param
+from config.api import SeqCursorPagination, max_page_size, query_flag
+from registry.api.views import VERSION_NUMBER, _actor, _datetime_param
 from registry.history import timeline
 from registry.history.export import (
     FORMATS,
@@ -33,11 +33,11 @@ from registry.validation import parse_version_number
 
 FILTER_PARAMETERS = [
     OpenApiParameter("model", str, description="Events of this model, under every name it had."),
-    OpenApiParameter("version", int),
+    OpenApiParameter("version", VERSION_NUMBER),
     OpenApiParameter("type", str, many=True, description="Event types (repeat, or commas)."),
     OpenApiParameter("actor", str, description="User name (`system` for tasks)."),
-    OpenApiParameter("since", str, description="ISO 8601 with a zone, inclusive."),
-    OpenApiParameter("until", str, description="ISO 8601 with a zone, exclusive."),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="Inclusive."),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="Exclusive."),
 ]
 
 
@@ -98,7 +98,7 @@ class EventExportApi(APIView):
             *FILTER_PARAMETERS,
             OpenApiParameter(
                 "through",
-                int,
+                {"type": "integer", "minimum": 0},
                 description="Cut the export at this seq (default: the chain head now).",
             ),
             OpenApiParameter(
@@ -114,6 +114,9 @@ class EventExportApi(APIView):
                 OpenApiTypes.STR, description="One event a line; the last is {'_manifest': …}."
             ),
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="One event a row."),
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="With manifest=true: {'_manifest': …}."
+            ),
         },
         description="The history the caller may see, streamed as JSON Lines or CSV; every "
         "export is itself recorded (history.exported). See docs/auditing.md.",
@@ -126,7 +129,7 @@ class EventExportApi(APIView):
             filters=_filters(request),
             through=_through(request),
         )
-        if request.query_params.get("manifest", "").lower() in ("1", "true", "yes"):
+        if query_flag(request, "manifest"):
             return Response({"_manifest": plan.manifest()})
         export_record(plan=plan, actor=actor)
         # Under ASGI only an async iterator streams (Django buffers a sync one whole first);
@@ -147,9 +150,7 @@ class EventExportApi(APIView):
 class ModelHistoryApi(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter(
-                "at", str, description="ISO 8601 with a zone (default: now). Inclusive."
-            )
+            OpenApiParameter("at", OpenApiTypes.DATETIME, description="Default: now. Inclusive.")
         ],
         responses={200: OpenApiTypes.OBJECT},
         description="The model as it was at `at`, reconstructed from the history: its versions "
@@ -165,6 +166,13 @@ class AliasHistoryApi(generics.GenericAPIView):
     pagination_class = SeqCursorPagination
 
     @extend_schema(
+        # A list by hand (not a ListAPIView): the paginator's parameters, said here.
+        parameters=[
+            OpenApiParameter("cursor", str, description="From the previous page's `next`."),
+            OpenApiParameter(
+                "page_size", {"type": "integer", "minimum": 1, "maximum": max_page_size()}
+            ),
+        ],
         responses={200: OpenApiTypes.OBJECT},
         description="Every move of the alias, oldest first: from and to which version, who, "
         "when, from which request, and the transition request (requester, approvers, "

@@ -1,16 +1,25 @@
 """The alias read that deployment bots poll: ETag / 304, and long-polling with `?wait=N`.
 
 It is an async view so that a request waiting for the alias to move holds no thread: hundreds
-of bots can wait while other requests are served. Each check of the alias is one short trip to
-a worker thread; a rendered answer is cached by its ETag, which changes whenever the answer
-would, so a 200 costs no more queries than a 304.
+of bots can wait while other requests are served. A check of the alias is one short trip to a
+worker thread; a rendered answer is cached by its ETag, which changes whenever the answer
+would, so a 200 costs one query, the alias's state, as a 304 read from the database does.
 
 Bots poll the same alias with the same credentials every few seconds, so the poll path keeps,
 for MODELGATE_POLL_AUTH_TTL seconds (default 2), who a credential belongs to and the caller's
 level on the model: a warm poll is one indexed query. A revoked token, a deactivated user or a
 removed grant therefore stops working on this path within that time, not at once; every other
 route checks afresh. The trips run on a small pool of reused threads with persistent database
-connections (MODELGATE_POLL_THREADS), instead of a new thread and connection per request.
+connections (MODELGATE_POLL_THREADS).
+
+Requests that reach this view through config.asgi's poll route (production: gunicorn with
+uvicorn workers) may also be answered 304 from memory, with no thread and no query: when the
+caller's credential and level are remembered as above, and the alias's current ETag is
+remembered from an earlier read of the database that registry.watch has seen no change to
+since. A move committed in any process is seen within MODELGATE_EVENT_WATCH_INTERVAL (0.2 s)
+as a rule, and the memory is never trusted once the watcher is more than three intervals late;
+until then a bot may get one more 304 for the answer before the move, as if it had polled a
+moment earlier. A 200 always reads the database.
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ from config.errors import DomainError, InvalidParameter, NotFound
 from config.localcache import LocalCache
 from registry import selectors
 from registry.api.serializers import VersionOutSerializer
-from registry.watch import watcher
+from registry.permissions import Level, recent_level
+from registry.watch import Token, watcher
 
 MAX_WAIT_SECONDS = 60
 _BODY_CACHE_SIZE = 4096
@@ -64,6 +74,19 @@ _bodies: LocalCache[bytes] = LocalCache(_BODY_CACHE_SIZE)
 recent_auth: LocalCache[tuple[Any, Any]] = LocalCache(
     10_000, ttl=lambda: settings.MODELGATE_POLL_AUTH_TTL
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Remembered:
+    """An alias's answer as last read, valid while registry.watch gives its model this token."""
+
+    etag: str
+    model_id: int
+    token: Token
+
+
+# (model name, alias) → its answer as last read from the database (see the module doc).
+remembered_aliases: LocalCache[_Remembered] = LocalCache(10_000)
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -140,13 +163,24 @@ def _authenticate(request: HttpRequest) -> Actor:
     return Actor.from_request(drf_request, recent_permissions=True)
 
 
-def alias_read(*, actor: Actor, name: str, alias: str, known_etags: set[str]) -> AliasAnswer:
-    """The alias's current answer; the body is left out when its ETag is in `known_etags`."""
+def alias_read(
+    *, actor: Actor, name: str, alias: str, known_etags: set[str], remember: bool = False
+) -> AliasAnswer:
+    """The alias's current answer; the body is left out when its ETag is in `known_etags`.
+
+    With `remember`, the answer's ETag is kept for answers from memory (see the module doc).
+    """
+    changes = watcher.changes  # before the read: a change processed during it voids the read
     state = selectors.alias_state(actor=actor, model_name=name, alias=alias)
     if state is None:
         raise NotFound(f"Registered model alias {alias} not found on model {name}.")
     version_pk, version_updated, model_updated, model_id = state
     etag = alias_etag(version_pk, version_updated, model_updated)
+    if remember:
+        watcher.touch()
+        token = watcher.token_since(model_id, changes)
+        if token is not None:
+            remembered_aliases.put((name, alias), _Remembered(etag, model_id, token))
     if etag in known_etags:
         return AliasAnswer(model_id, etag, None)
     body = _bodies.get(etag)
@@ -160,6 +194,44 @@ def alias_read(*, actor: Actor, name: str, alias: str, known_etags: set[str]) ->
 def _first_read(request: HttpRequest, **kwargs: Any) -> tuple[Actor, AliasAnswer]:
     actor = _authenticate(request)
     return actor, alias_read(actor=actor, **kwargs)
+
+
+_MEMORY_ALLOWED = "_modelgate_poll_memory"
+
+
+def allow_memory(request: HttpRequest) -> None:
+    """Let this request be answered from memory: config.asgi marks the requests of its poll
+    route, served where registry.watch runs; in-process test clients always read."""
+    setattr(request, _MEMORY_ALLOWED, True)
+
+
+def _memory_allowed(request: HttpRequest) -> bool:
+    return getattr(request, _MEMORY_ALLOWED, False)
+
+
+def _still_valid(entry: _Remembered) -> bool:
+    return watcher.fresh() and watcher.token(entry.model_id) == entry.token
+
+
+def _from_memory(
+    request: HttpRequest, name: str, alias: str, known: set[str]
+) -> tuple[Actor, AliasAnswer, _Remembered] | None:
+    """A 304 without the database: the caller's credential and level and the alias's current
+    ETag are all remembered, and the caller has that ETag. None: read the database."""
+    entry = remembered_aliases.get((name, alias))
+    if entry is None or entry.etag not in known:
+        return None
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    remembered = recent_auth.get(hashlib.sha256(header.encode()).digest()) if header else None
+    if remembered is None:
+        return None
+    request.user, request.auth = remembered  # type: ignore[attr-defined]
+    actor = Actor.from_request(request, recent_permissions=True)
+    level = recent_level(actor, entry.model_id)
+    if level is None or level < Level.CAN_READ or not _still_valid(entry):
+        return None
+    watcher.touch()
+    return actor, AliasAnswer(entry.model_id, entry.etag, None), entry
 
 
 def _release_connection() -> None:
@@ -207,18 +279,25 @@ def render(answer: AliasAnswer) -> HttpResponse:
 # Re-reads after a wake, shared by the waiters of one alias on one event loop: after a move,
 # hundreds of bots waiting on the same alias cost one read, not one thread and query each.
 # A waiting request was authorised when it arrived; the shared read does not re-check it.
-_rereads: dict[tuple[int, str, str, int], asyncio.Future[AliasAnswer]] = {}
+_rereads: dict[tuple[int, str, str, Token], asyncio.Future[AliasAnswer]] = {}
 
 
-async def _shared_reread(actor: Actor, name: str, alias: str, known: set[str]) -> AliasAnswer:
-    key = (id(asyncio.get_running_loop()), name, alias, watcher.generation)
+async def _shared_reread(
+    actor: Actor, name: str, alias: str, model_id: int, known: set[str], remember: bool
+) -> AliasAnswer:
+    key = (id(asyncio.get_running_loop()), name, alias, watcher.token(model_id))
     shared = _rereads.get(key)
     if shared is None:
         shared = asyncio.get_running_loop().create_future()
         _rereads[key] = shared
         try:
             fresh = await _in_thread(
-                alias_read, actor=actor, name=name, alias=alias, known_etags=set()
+                alias_read,
+                actor=actor,
+                name=name,
+                alias=alias,
+                known_etags=set(),
+                remember=remember,
             )
         except BaseException as exc:
             shared.set_exception(exc)
@@ -260,25 +339,40 @@ async def alias_poll(request: HttpRequest, name: str, alias: str) -> HttpRespons
     """
     wait = parse_wait(request.GET.get("wait"))
     known = if_none_match(request)
-    actor, answer = await _in_thread(
-        _first_read, request, name=name, alias=alias, known_etags=known
-    )
-    if answer.body is not None or wait == 0:
-        return render(answer)
+    memory = _memory_allowed(request)
+    recalled = _from_memory(request, name, alias, known) if memory else None
+    if recalled is not None:
+        actor, answer, entry = recalled
+        if wait == 0:
+            return render(answer)
+    else:
+        actor, answer = await _in_thread(
+            _first_read, request, name=name, alias=alias, known_etags=known, remember=memory
+        )
+        if answer.body is not None or wait == 0:
+            return render(answer)
     # Without the pool, hand the request thread's database connection back (to the pool on
     # PostgreSQL) before waiting: hundreds of waiting bots must not hold hundreds of connections.
     await _release_if_per_request()
-    waiter = watcher.register(answer.model_id)
+    model_id = answer.model_id
+    waiter = watcher.register(model_id)
     try:
-        # Re-read after registering: a move committed before registration is seen here, one
-        # committed after it wakes the waiter.
-        answer = await _in_thread(
-            alias_read, actor=actor, name=name, alias=alias, known_etags=known
-        )
+        # Check again after registering: a move committed before registration is seen here, one
+        # committed after it wakes the waiter. The memory still valid now is as good as a read:
+        # any change it has not seen yet will wake the waiter when the watcher sees it.
+        if recalled is None or not _still_valid(entry):
+            answer = await _in_thread(
+                alias_read,
+                actor=actor,
+                name=name,
+                alias=alias,
+                known_etags=known,
+                remember=memory,
+            )
         if answer.body is None:
             await _release_if_per_request()
             if await watcher.wait(waiter, wait):
-                answer = await _shared_reread(actor, name, alias, known)
+                answer = await _shared_reread(actor, name, alias, model_id, known, memory)
     finally:
-        watcher.unregister(answer.model_id, waiter)
+        watcher.unregister(model_id, waiter)
     return render(answer)

@@ -1,21 +1,53 @@
 """Input and output shapes of the native registry API."""
 
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api import InputSerializer
-from registry.choices import Stage
+from config.openapi import NO_NUL, NOT_BLANK
+from registry.choices import Stage, event_outcome
 from registry.models import (
     NAME_MAX_LENGTH,
+    TAG_KEY_MAX_LENGTH,
     TAG_VALUE_MAX_LENGTH,
     Event,
     ModelAlias,
     ModelVersion,
     RegisteredModel,
 )
+from registry.permissions import GRANTABLE
+from registry.validation import (
+    MODEL_NAME_PATTERN,
+    RUN_ID_MAX_LENGTH,
+    SOURCE_PATTERN,
+)
 
 
+def model_name_field() -> serializers.CharField:
+    """A new model name, with validate_model_name's rules (the schema shows them)."""
+    return serializers.CharField(
+        max_length=NAME_MAX_LENGTH,
+        trim_whitespace=False,
+        validators=[RegexValidator(MODEL_NAME_PATTERN, "No '/', ':' or NUL, and not blank.")],
+    )
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        # OpenAPI 3.0 has no `propertyNames`: the rule on keys is said in words.
+        "description": f"Tag keys: at most {TAG_KEY_MAX_LENGTH} letters, digits, spaces and "
+        "`_ - . / :` (`\\w` as in Python), not starting with `/`, no `..` segment.",
+        "additionalProperties": {
+            "type": "string",
+            "maxLength": TAG_VALUE_MAX_LENGTH,
+            "pattern": NO_NUL,
+        },
+    }
+)
 class TagsField(serializers.DictField):
-    """Tags as a `{key: value}` object."""
+    """Tags as a `{key: value}` object (keys: letters, digits, spaces and `_ - . / :`)."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(child=serializers.CharField(allow_blank=True), **kwargs)  # type: ignore[arg-type]
@@ -95,12 +127,14 @@ class AliasOutSerializer(serializers.ModelSerializer):
 class EventOutSerializer(serializers.ModelSerializer):
     actor = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
+    outcome = serializers.SerializerMethodField()
 
     class Meta:
         model = Event
         fields = [
             "seq",
             "type",
+            "outcome",
             "created_at",
             "actor",
             "source",
@@ -114,8 +148,16 @@ class EventOutSerializer(serializers.ModelSerializer):
             "hash",
         ]
 
+    def get_outcome(self, event: Event) -> str:
+        return event_outcome(event.type).value
+
     def get_actor(self, event: Event) -> dict:
-        return {"id": event.actor_id, "name": event.actor_name, "token": event.actor_token}
+        return {
+            "id": event.actor_id,
+            "name": event.actor_name,
+            "token": event.actor_token,
+            "client_ip": event.client_ip,
+        }
 
     def get_model(self, event: Event) -> dict:
         return {"id": event.model_id, "name": event.model_name}
@@ -125,7 +167,7 @@ class EventOutSerializer(serializers.ModelSerializer):
 
 
 class ModelCreateInSerializer(InputSerializer):
-    name = serializers.CharField(max_length=NAME_MAX_LENGTH + 1, trim_whitespace=False)
+    name = model_name_field()
     description = serializers.CharField(required=False, allow_blank=True, default="")
     tags = TagsField(required=False, default=dict)
 
@@ -135,12 +177,17 @@ class ModelUpdateInSerializer(InputSerializer):
 
 
 class ModelRenameInSerializer(InputSerializer):
-    new_name = serializers.CharField(max_length=NAME_MAX_LENGTH + 1, trim_whitespace=False)
+    new_name = model_name_field()
 
 
 class VersionCreateInSerializer(InputSerializer):
-    source = serializers.CharField(trim_whitespace=False)  # type: ignore[assignment]
-    run_id = serializers.CharField(required=False, allow_blank=True, default="")
+    source = serializers.CharField(  # type: ignore[assignment]
+        trim_whitespace=False,
+        validators=[RegexValidator(SOURCE_PATTERN, "Not blank, and no '..' path segment.")],
+    )
+    run_id = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=RUN_ID_MAX_LENGTH
+    )
     run_link = serializers.CharField(required=False, allow_blank=True, default="")
     description = serializers.CharField(required=False, allow_blank=True, default="")
     tags = TagsField(required=False, default=dict)
@@ -150,8 +197,13 @@ class VersionUpdateInSerializer(InputSerializer):
     description = serializers.CharField(allow_blank=True)
 
 
+@extend_schema_field({"type": "string", "enum": [stage.value for stage in Stage]})
+class StageField(serializers.CharField):
+    """A stage name (any case is accepted)."""
+
+
 class VersionStageInSerializer(InputSerializer):
-    stage = serializers.CharField()
+    stage = StageField()
     archive_existing_versions = serializers.BooleanField(required=False, default=False)
     comment = serializers.CharField(required=False, allow_blank=True, default="")
 
@@ -176,8 +228,40 @@ class AliasSetInSerializer(InputSerializer):
     )
 
 
+def _acl_entry(principal: str) -> dict[str, object]:
+    return {
+        "type": "object",
+        "properties": {
+            principal: {"type": "string", "pattern": NOT_BLANK},
+            "permission_level": {"type": "string", "enum": [level.name for level in GRANTABLE]},
+        },
+        "required": [principal, "permission_level"],
+        "additionalProperties": False,
+    }
+
+
+class AclEntryInSerializer(InputSerializer):
+    """One grant: to a user or to a group (exactly one of the two names)."""
+
+    user_name = serializers.CharField(required=False)
+    group_name = serializers.CharField(required=False)
+    permission_level = serializers.ChoiceField(choices=[level.name for level in GRANTABLE])
+
+    def validate(self, attrs: dict[str, object]) -> dict[str, object]:
+        if ("user_name" in attrs) == ("group_name" in attrs):
+            raise serializers.ValidationError("Name exactly one of user_name or group_name.")
+        return attrs
+
+
+@extend_schema_field(
+    {"type": "array", "items": {"oneOf": [_acl_entry("user_name"), _acl_entry("group_name")]}}
+)
+class AclField(serializers.ListField):
+    """The entries of an access-control list (registry.acl.acl_parse reads them)."""
+
+
 class PermissionsInSerializer(InputSerializer):
-    access_control_list = serializers.ListField(
-        child=serializers.DictField(),
+    access_control_list = AclField(
+        child=AclEntryInSerializer(),
         help_text="[{user_name | group_name, permission_level}]; PUT replaces, PATCH merges.",
     )

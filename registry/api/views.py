@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.request import Request
@@ -24,6 +26,8 @@ from registry.permissions import Level, require_level, transition_level
 from registry.validation import parse_version_number
 
 MODEL_ORDERINGS = {"name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"}
+# A version number in a query string, as parse_version_number accepts it.
+VERSION_NUMBER = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 
 def _actor(request: Request) -> Actor:
@@ -219,7 +223,7 @@ class AliasDetailApi(APIView):
             OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER),
             OpenApiParameter(
                 "wait",
-                float,
+                {"type": "number", "minimum": 0, "maximum": polling.MAX_WAIT_SECONDS},
                 description="With a matching If-None-Match, hold the request up to this many "
                 "seconds (at most 60) until the alias moves: 200 when it does, else 304.",
             ),
@@ -264,7 +268,11 @@ def _datetime_param(request: Request, name: str) -> Any:
         raise exceptions.ValidationError({name: [f"'{raw}' is not an ISO 8601 date-time."]})
     if value.tzinfo is None:
         raise exceptions.ValidationError({name: ["Give a time zone, e.g. 2026-03-03T00:00:00Z."]})
-    return value
+    try:
+        # In UTC now, where the database compares it: year 1 at +01:00 is before year 1 there.
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise exceptions.ValidationError({name: [f"'{raw}' is out of range."]}) from None
 
 
 class EventListApi(generics.ListAPIView):
@@ -274,11 +282,11 @@ class EventListApi(generics.ListAPIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("model", str),
-            OpenApiParameter("version", int),
+            OpenApiParameter("version", VERSION_NUMBER),
             OpenApiParameter("type", str, many=True),
             OpenApiParameter("actor", str),
-            OpenApiParameter("since", str, description="ISO 8601, inclusive."),
-            OpenApiParameter("until", str, description="ISO 8601, exclusive."),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="Inclusive."),
+            OpenApiParameter("until", OpenApiTypes.DATETIME, description="Exclusive."),
         ]
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -32,7 +32,7 @@ from django.utils import timezone
 from accounts.actors import Actor
 from config.errors import InvalidParameter
 from registry import selectors
-from registry.choices import EventType
+from registry.choices import EventType, event_outcome
 from registry.events import GENESIS_HASH, event_record, event_timestamp
 from registry.history.checkpoints import checkpoint_as_dict, checkpoint_latest
 from registry.history.rows import json_text, utc_text
@@ -45,6 +45,7 @@ COLUMNS = (
     "seq",
     "time",
     "type",
+    "outcome",
     "actor",
     "actor_id",
     "token",
@@ -288,6 +289,7 @@ def _record(row: tuple[Any, ...]) -> tuple[dict[str, Any], str | None, str | Non
         "seq": seq,
         "time": time if isinstance(time, str) else event_timestamp(time),
         "type": type,
+        "outcome": event_outcome(type).value,
         "actor": actor,
         "actor_id": actor_id,
         "token": token,

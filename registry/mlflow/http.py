@@ -5,10 +5,19 @@ Plain Django views rather than DRF ones: the MLflow routes have their own reques
 or the query string) and their own error body, and the poll-heavy reads stay cheap. Authentication
 is DRF's configured classes (HTTP Basic with the credential cache, session with CSRF, and any
 token class added later), run through a DRF Request so they behave exactly as on the native API.
+
+The read routes that clients poll (a view's `recent_reads`: alias GET, get-latest-versions, the
+gets and searches) follow the native alias poll path's rules: who an `Authorization` header
+authenticated as, and the caller's level on a model, are trusted for MODELGATE_POLL_AUTH_TTL
+seconds (default 2). A revoked token, a deactivated user or a removed grant therefore stops
+working on those reads within that time, not at once; every write checks afresh. Recent levels
+are trusted to allow, never to refuse: a read they would refuse (404 / 403) is checked again
+with fresh levels, so a grant made a moment ago (the model the caller has just created) counts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -21,10 +30,13 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
-from config.errors import MLFLOW_STATUS, DomainError, InvalidParameter
+from accounts.actors import Actor, Source
+from config.errors import MLFLOW_STATUS, DomainError, InvalidParameter, NotFound, PermissionDenied
+from registry.api.polling import recent_auth
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +62,16 @@ class MlflowError(Exception):
         self.retry_after = retry_after
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def json_bytes(body: dict[str, Any]) -> bytes:
+    """The compact JSON of a response body, as json_response sends it."""
+    return _JSON.encode(body).encode()
+
+
 def json_response(body: dict[str, Any], status: int = 200) -> HttpResponse:
-    return HttpResponse(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-        status=status,
-        content_type="application/json",
-    )
+    return HttpResponse(json_bytes(body), status=status, content_type="application/json")
 
 
 def error_response(error_code: str, message: str, status: int | None = None) -> HttpResponse:
@@ -232,12 +248,37 @@ def read_params(request: HttpRequest) -> Params:
 # --- authentication -------------------------------------------------------------------------
 
 
-def authenticate(request: HttpRequest) -> Request:
+def _recent_credentials(request: HttpRequest) -> tuple[bytes | None, Request | None]:
+    """The key of the request's Authorization header, and a request authenticated as that
+    header was in the last MODELGATE_POLL_AUTH_TTL seconds (None when it was not)."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header:
+        return None, None
+    key = hashlib.sha256(header.encode()).digest()
+    remembered = recent_auth.get(key)
+    if remembered is None:
+        return key, None
+    drf_request = Request(request, authenticators=())
+    drf_request.user, drf_request.auth = remembered
+    return key, drf_request
+
+
+def authenticate(request: HttpRequest, *, recent: bool = False) -> Request:
     """Run the configured DRF authentication; the result carries `user` and `auth`.
+
+    With `recent` (poll-style reads), a credential verified in the last MODELGATE_POLL_AUTH_TTL
+    seconds is taken as it was then, and the request's actor may use permission levels as
+    recent (see the module doc).
 
     Raises MlflowError UNAUTHENTICATED (401) for missing or wrong credentials and
     PERMISSION_DENIED (403) for a session request without its CSRF token.
     """
+    key: bytes | None = None
+    if recent:
+        key, remembered = _recent_credentials(request)
+        if remembered is not None:
+            _recent_actor(remembered)
+            return remembered
     drf_request = Request(
         request,
         authenticators=[cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES],  # type: ignore[operator]
@@ -262,7 +303,20 @@ def authenticate(request: HttpRequest) -> Request:
             "MLFLOW_TRACKING_PASSWORD) or a session.",
             401,
         )
+    if recent:
+        # Only what the header itself proved is remembered under it, never a session's user.
+        by_header = not isinstance(drf_request.successful_authenticator, SessionAuthentication)
+        if key is not None and by_header and user is not None and user.is_authenticated:
+            recent_auth.put(key, (user, drf_request.auth))
+        _recent_actor(drf_request)
     return drf_request
+
+
+def _recent_actor(request: Request) -> None:
+    """Make the request's actor one that accepts recent permission levels."""
+    request._modelgate_actor = Actor.from_request(  # type: ignore[attr-defined]
+        request, Source.MLFLOW, recent_permissions=True
+    )
 
 
 # --- the base view --------------------------------------------------------------------------
@@ -275,8 +329,11 @@ class MlflowApi(View):
     """One MLflow route: `get`/`post`/`patch`/`delete(request, params)` return the response body.
 
     Any other method is ENDPOINT_NOT_FOUND (404), as MLflow answers; errors are rendered as
-    `{"error_code", "message"}` with MLflow's status for the code.
+    `{"error_code", "message"}` with MLflow's status for the code. The methods named in
+    `recent_reads` are reads that may trust recent credentials and levels (see the module doc).
     """
+
+    recent_reads: tuple[str, ...] = ()
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         method = request.method.lower() if request.method else ""
@@ -288,8 +345,19 @@ class MlflowApi(View):
         if handler is None:
             return endpoint_not_found(request)
         try:
-            drf_request = authenticate(request)
-            result = handler(drf_request, read_params(request))
+            recent = method in self.recent_reads
+            drf_request = authenticate(request, recent=recent)
+            params = read_params(request)
+            try:
+                result = handler(drf_request, params)
+            except (NotFound, PermissionDenied):
+                if not recent:
+                    raise
+                # A read may be refused only on fresh levels (see the module doc).
+                drf_request._modelgate_actor = Actor.from_request(  # type: ignore[attr-defined]
+                    drf_request, Source.MLFLOW
+                )
+                result = handler(drf_request, params)
         except DomainError as exc:
             return error_response(
                 exc.mlflow_code, exc.message, MLFLOW_STATUS.get(exc.mlflow_code, exc.status)

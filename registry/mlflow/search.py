@@ -111,6 +111,8 @@ def _encode_value(key: SortKey, value: Any) -> Any:
 
 
 def _row_value(row: Any, field: str) -> Any:
+    if isinstance(row, dict):  # a `.values()` row: related fields under their ORM path
+        return row["id" if field == "pk" else field]
     value = row
     for part in field.split("__"):
         value = getattr(value, part)

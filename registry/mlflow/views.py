@@ -8,6 +8,7 @@ event log, recorded with the `mlflow` source.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -15,18 +16,33 @@ from django.http import HttpResponse
 from rest_framework.request import Request
 
 from accounts.actors import Actor, Source
-from config.errors import InvalidParameter
+from config.errors import InvalidParameter, NotFound
+from config.localcache import LocalCache
 from registry import selectors, services
 from registry.api.polling import alias_etag, if_none_match
 from registry.choices import Stage
-from registry.mlflow import reads, search
-from registry.mlflow.http import MlflowApi, Params, invalid, json_response
-from registry.mlflow.rendering import model_json, version_json
+from registry.mlflow import answers, reads, search
+from registry.mlflow.http import MlflowApi, Params, invalid, json_bytes
+from registry.mlflow.rendering import model_json, version_json, version_row, version_row_json
 from registry.models import ModelVersion, RegisteredModel
-from registry.permissions import Level, model_level, require_level, transition_level
+from registry.permissions import (
+    Level,
+    model_level,
+    require_level,
+    transition_level,
+    visible_models,
+)
 from registry.validation import parse_stage, parse_version_number
 
 _DEPLOYMENT_JOB_STATES = ("NOT_SET_UP", "CONNECTED", "NOT_FOUND", "REQUIRED_PARAMETERS_CHANGED")
+_READS = ("get",)
+
+# Rendered alias answers by ETag: an ETag names one exact answer, so entries never go stale.
+_alias_bodies: LocalCache[bytes] = LocalCache(4096)
+# Rendered get-latest-versions answers by model, its update time and the stages asked for: every
+# change to a model's versions, their tags or its aliases moves the model's update time (the
+# alias ETag relies on the same), so an entry never goes stale either.
+_latest_bodies: LocalCache[bytes] = LocalCache(4096)
 
 
 def _actor(request: Request) -> Actor:
@@ -91,6 +107,8 @@ class RegisteredModelCreateApi(MlflowApi):
 
 
 class RegisteredModelGetApi(MlflowApi):
+    recent_reads = _READS
+
     def get(self, request: Request, params: Params) -> dict[str, Any]:
         model = _model(request, params)
         latest = reads.latest_versions([model.pk]).get(model.pk, [])
@@ -134,30 +152,55 @@ class RegisteredModelDeleteApi(MlflowApi):
 
 def _models_page(request: Request, params: Params, *, filter_string: str | None) -> dict[str, Any]:
     page = search.search_models(
-        selectors.model_list(actor=_actor(request)),
+        reads.model_values(visible_models(_actor(request), RegisteredModel.objects.all())),
         filter_string=filter_string,
         order_by=params.strings("order_by"),
         max_results=search.parse_max_results(params.raw("max_results"), "models"),
         token=params.string("page_token") or None,
     )
-    latest = reads.latest_versions(model.pk for model in page.rows)
     body: dict[str, Any] = {}
     if page.rows:
-        body["registered_models"] = [
-            model_json(model, latest.get(model.pk, [])) for model in page.rows
-        ]
+        body["registered_models"] = reads.model_messages(page.rows)
     if page.next_token:
         body["next_page_token"] = page.next_token
     return body
 
 
+def _kept(
+    request: Request, key: tuple[Any, ...], compute: Callable[[], dict[str, Any]]
+) -> HttpResponse:
+    """A read answer as a response, kept until the registry changes (registry.mlflow.answers)."""
+    _, body = answers.answer(_actor(request), key, lambda: ("", json_bytes(compute())))
+    return HttpResponse(body, content_type="application/json")
+
+
+def _search_key(kind: str, params: Params, filter_string: str | None) -> tuple[Any, ...]:
+    raw = params.raw("max_results")
+    return (
+        kind,
+        filter_string,
+        tuple(params.strings("order_by")),
+        raw if isinstance(raw, (str, int)) else repr(raw),
+        params.string("page_token"),
+    )
+
+
 class RegisteredModelSearchApi(MlflowApi):
-    def get(self, request: Request, params: Params) -> dict[str, Any]:
-        return _models_page(request, params, filter_string=params.string("filter"))
+    recent_reads = _READS
+
+    def get(self, request: Request, params: Params) -> HttpResponse:
+        filter_string = params.string("filter")
+        return _kept(
+            request,
+            _search_key("models", params, filter_string),
+            lambda: _models_page(request, params, filter_string=filter_string),
+        )
 
 
 class RegisteredModelListApi(MlflowApi):
     """The legacy `registered-models/list` of older protos: a search without a filter."""
+
+    recent_reads = _READS
 
     def get(self, request: Request, params: Params) -> dict[str, Any]:
         return _models_page(request, params, filter_string=None)
@@ -166,19 +209,37 @@ class RegisteredModelListApi(MlflowApi):
 class LatestVersionsApi(MlflowApi):
     """`get-latest-versions`: POST first (what the client sends), GET as well."""
 
-    def post(self, request: Request, params: Params) -> dict[str, Any]:
-        model = _model(request, params)
+    recent_reads = ("get", "post")
+
+    def post(self, request: Request, params: Params) -> HttpResponse:
+        name = params.required("name")
+        found = RegisteredModel.objects.filter(name=name).values_list("pk", "updated_at").first()
+        if found is None:
+            raise NotFound(f"Registered Model with name={name} not found")
+        model_id, updated_at = found
+        require_level(_actor(request), RegisteredModel(pk=model_id, name=name), Level.CAN_READ)
         stages = [parse_stage(stage, "stages") for stage in params.strings("stages")]
-        if not stages:
-            stages = list(Stage)
-        latest = reads.latest_versions(
-            [model.pk], stages=[stage.value for stage in stages], with_aliases=True
-        ).get(model.pk, [])
-        if not latest:
-            return {}
-        return {"model_versions": [version_json(v, with_aliases=True) for v in latest]}
+        wanted = tuple(stage.value for stage in stages or Stage)
+        key = (model_id, updated_at, wanted)
+        body = _latest_bodies.get(key)
+        if body is None:
+            rows = reads.latest_version_rows([model_id], stages=wanted).get(model_id, [])
+            latest = reads.version_messages(rows, with_aliases=True)
+            body = json_bytes({"model_versions": latest} if latest else {})
+            _latest_bodies.put(key, body)
+        return HttpResponse(body, content_type="application/json")
 
     get = post
+
+
+def _visible_model_id(request: Request, name: str, level: Level = Level.CAN_READ) -> int:
+    """The id of the named model, if the caller may do something needing `level` on it; one
+    query (selectors.model_get's NotFound / PermissionDenied rules)."""
+    model_id = RegisteredModel.objects.filter(name=name).values_list("pk", flat=True).first()
+    if model_id is None:
+        raise NotFound(f"Registered Model with name={name} not found")
+    require_level(_actor(request), RegisteredModel(pk=model_id, name=name), level)
+    return model_id
 
 
 class RegisteredModelSetTagApi(MlflowApi):
@@ -204,6 +265,8 @@ class RegisteredModelDeleteTagApi(MlflowApi):
 class RegisteredModelAliasApi(MlflowApi):
     """Set (POST), delete (DELETE) and read (GET, with ETag / If-None-Match) an alias."""
 
+    recent_reads = _READS
+
     def post(self, request: Request, params: Params) -> dict[str, Any]:
         model = _model(request, params, Level.CAN_EDIT)
         alias = params.required("alias")
@@ -217,25 +280,38 @@ class RegisteredModelAliasApi(MlflowApi):
         services.alias_delete(model=model, alias=params.required("alias"), actor=_actor(request))
         return {}
 
-    def get(self, request: Request, params: Params) -> dict[str, Any] | HttpResponse:
+    def get(self, request: Request, params: Params) -> HttpResponse:
         name = params.required("name")
         alias = params.required("alias")
-        state = selectors.alias_state(actor=_actor(request), model_name=name, alias=alias)
-        if state is None:
-            # MLflow answers an unknown alias of a known model with INVALID_PARAMETER_VALUE.
-            raise InvalidParameter(
-                f"Registered model alias {alias} not found.", fields={"alias": ["Not found."]}
-            )
-        # The same ETag as the native alias read: the answer changes exactly when it does.
-        etag = alias_etag(*state[:3])
+        # Not kept in registry.mlflow.answers: the alias state is one indexed query, as cheap as
+        # reading the chain head, and its ETag already names the rendered answer.
+        etag, body = _alias_answer(_actor(request), name, alias)
         if etag in if_none_match(request):
             response = HttpResponse(status=304)
         else:
-            version = selectors.version_list(actor=_actor(request)).get(pk=state[0])
-            response = json_response({"model_version": version_json(version, with_aliases=True)})
+            response = HttpResponse(body, content_type="application/json")
         response["ETag"] = etag
         response["Cache-Control"] = "no-cache"
         return response
+
+
+def _alias_answer(actor: Actor, name: str, alias: str) -> tuple[str, bytes]:
+    """(ETag, body) of an alias read; the body is rendered once per ETag."""
+    state = selectors.alias_state(actor=actor, model_name=name, alias=alias)
+    if state is None:
+        # MLflow answers an unknown alias of a known model with INVALID_PARAMETER_VALUE.
+        raise InvalidParameter(
+            f"Registered model alias {alias} not found.", fields={"alias": ["Not found."]}
+        )
+    # The same ETag as the native alias read: the answer changes exactly when it does.
+    etag = alias_etag(*state[:3])
+    body = _alias_bodies.get(etag)
+    if body is None:
+        rows = list(reads.version_values(ModelVersion.objects.filter(pk=state[0])))
+        (message,) = reads.version_messages(rows, with_aliases=True)
+        body = json_bytes({"model_version": message})
+        _alias_bodies.put(etag, body)
+    return etag, body
 
 
 # --- model versions -------------------------------------------------------------------------
@@ -296,25 +372,35 @@ class ModelVersionCreateApi(MlflowApi):
     def post(self, request: Request, params: Params) -> dict[str, Any]:
         name = params.required("name")
         source = params.required("source")
-        model = selectors.model_get(actor=_actor(request), name=name, level=Level.CAN_EDIT)
+        model_id = _visible_model_id(request, name, Level.CAN_EDIT)
         _check_source(source)
+        tags = params.objects("tags")
         version = services.version_create(
-            model=model,
+            model=RegisteredModel(pk=model_id, name=name),  # the service locks and re-reads it
             actor=_actor(request),
             source=source,
             storage_location=_storage_location(_actor(request), source),
             run_id=params.string("run_id") or "",
             run_link=params.string("run_link") or "",
             description=params.string("description") or "",
-            tags=params.objects("tags"),
+            tags=tags,
             mlflow_model_id=_bounded(params, "model_id", 64) or "",
             params=_model_params(params),
             metrics=_model_metrics(params),
         )
-        return _version_body(request, version)
+        # The version as written: the service returns its row; a new version has no alias yet.
+        message = version_row_json(
+            version_row(version),
+            user=version.created_by.get_username() if version.created_by else None,
+            tags=reads.version_tags(version.pk) if tags else [],
+            aliases=None,
+        )
+        return {"model_version": message}
 
 
 class ModelVersionGetApi(MlflowApi):
+    recent_reads = _READS
+
     def get(self, request: Request, params: Params) -> dict[str, Any]:
         return {"model_version": version_json(_version(request, params), with_aliases=True)}
 
@@ -352,18 +438,27 @@ class ModelVersionDeleteApi(MlflowApi):
 
 
 class ModelVersionSearchApi(MlflowApi):
-    def get(self, request: Request, params: Params) -> dict[str, Any]:
+    recent_reads = _READS
+
+    def get(self, request: Request, params: Params) -> HttpResponse:
+        filter_string = params.string("filter")
+        return _kept(
+            request,
+            _search_key("versions", params, filter_string),
+            lambda: self._page(request, params, filter_string),
+        )
+
+    def _page(self, request: Request, params: Params, filter_string: str | None) -> dict[str, Any]:
         page = search.search_versions(
-            reads.version_search_queryset(_actor(request)),
-            filter_string=params.string("filter"),
+            reads.version_values(reads.version_search_queryset(_actor(request))),
+            filter_string=filter_string,
             order_by=params.strings("order_by"),
             max_results=search.parse_max_results(params.raw("max_results"), "versions"),
             token=params.string("page_token") or None,
         )
         body: dict[str, Any] = {}
         if page.rows:
-            versions = reads.with_tags(page.rows)
-            body["model_versions"] = [version_json(v, with_aliases=False) for v in versions]
+            body["model_versions"] = reads.version_messages(page.rows, with_aliases=False)
         if page.next_token:
             body["next_page_token"] = page.next_token
         return body

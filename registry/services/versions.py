@@ -11,6 +11,7 @@ from registry.choices import EventType, Stage
 from registry.events import event_record, version_snapshot
 from registry.guards import GuardedWrite, alias_target, guards_check
 from registry.models import ModelAlias, ModelVersion, ModelVersionTag, RegisteredModel
+from registry.refusals import Refusal, refusal_noted, refusals_recorded
 from registry.services.models import model_lock
 from registry.validation import validate_run_id, validate_source, validate_tag, validate_tags
 
@@ -79,7 +80,8 @@ def version_create(
         actor=actor,
         model=model,
         version=version.version,
-        after=version_snapshot(version),
+        # A new version has exactly the tags just written and no alias yet.
+        after=version_snapshot(version, tags=dict(tag_values), aliases=[]),
     )
     return version
 
@@ -112,6 +114,7 @@ def version_update(*, version: ModelVersion, actor: Actor, description: str) -> 
     return version
 
 
+@refusals_recorded
 @transaction.atomic
 def version_transition(
     *,
@@ -126,7 +129,8 @@ def version_transition(
 
     Everything happens in one transaction, so a reader never sees two versions in the target
     stage, nor none, partway through. A stage guarded by a policy is reached only by applying
-    an approved request (`approval`); the guards in MODELGATE_WRITE_GUARDS decide.
+    an approved request (`approval`); the guards in MODELGATE_WRITE_GUARDS decide, and a direct
+    transition they refuse is recorded as refused.
     """
     stage = Stage(stage)
     if archive_existing and stage not in ARCHIVING_TARGETS:
@@ -137,12 +141,26 @@ def version_transition(
         )
     model = model_lock(version.model)
     version = version_lock(version)
-    guards_check(
-        GuardedWrite(
-            model=model, target=stage.value, version=version, actor=actor, approval=approval
+    with refusal_noted(
+        lambda: Refusal(
+            type=EventType.VERSION_STAGE_TRANSITION_REFUSED,
+            actor=actor,
+            model=model,
+            version=version.version,
+            before=version_snapshot(version),
+            after={"stage": stage.value, "archive_existing_versions": archive_existing},
+            comment=comment,
         )
-    )
+    ):
+        guards_check(
+            GuardedWrite(
+                model=model, target=stage.value, version=version, actor=actor, approval=approval
+            )
+        )
     now = timezone.now()
+    archived_because = f"Archived because version {version.version} moved to {stage.value}."
+    if approval is not None and comment:  # applying a request: its note names the approvers
+        archived_because = f"{archived_because} {comment}"
     if archive_existing:
         others = (
             ModelVersion.objects.live()
@@ -164,7 +182,7 @@ def version_transition(
                 version=other.version,
                 before=other_before,
                 after=version_snapshot(other),
-                comment=f"Archived because version {version.version} moved to {stage.value}.",
+                comment=archived_because,
             )
     before = version_snapshot(version)
     version.stage = stage
@@ -182,6 +200,7 @@ def version_transition(
     return version
 
 
+@refusals_recorded
 @transaction.atomic
 def version_delete(*, version: ModelVersion, actor: Actor) -> None:
     """Soft-delete a version: it disappears from reads, its aliases go, its number stays used."""
@@ -189,12 +208,23 @@ def version_delete(*, version: ModelVersion, actor: Actor) -> None:
     version = version_lock(version)
     before = version_snapshot(version)
     aliases = list(ModelAlias.objects.filter(version=version).order_by("alias"))
+    refused = Refusal(
+        type=EventType.VERSION_DELETE_REFUSED,
+        actor=actor,
+        model=version.model,
+        version=version.version,
+        before=before,
+    )
     for alias in aliases:  # a protected alias is not removed behind its policy's back
-        guards_check(
-            GuardedWrite(
-                model=version.model, target=alias_target(alias.alias), version=None, actor=actor
+        with refusal_noted(lambda: refused):
+            guards_check(
+                GuardedWrite(
+                    model=version.model,
+                    target=alias_target(alias.alias),
+                    version=None,
+                    actor=actor,
+                )
             )
-        )
     for alias in aliases:
         event_record(
             type=EventType.ALIAS_DELETED,

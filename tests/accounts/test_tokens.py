@@ -172,7 +172,7 @@ def test_events_record_the_token_prefix(user):
     issued = token_create(user=user, name="pipeline")
     response = bearer(issued.secret).post(MODELS_URL, {"name": "fraud-scorer"}, format="json")
     assert response.status_code == 201
-    event = Event.objects.get()
+    event = Event.objects.get(type="registered_model.created")
     assert event.actor_name == "alice"
     assert event.actor_token == issued.token.prefix
 

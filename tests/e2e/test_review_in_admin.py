@@ -182,9 +182,16 @@ def test_the_requester_cannot_approve_their_own_request(
     assert f"Approve refused for {promotion}: {reason}" in messages
     assert "Approve: 0 done, 1 refused." in messages
 
-    # Nothing changed.
+    # Nothing changed; the history keeps the attempt (docs/auditing.md, refused attempts).
     promotion.refresh_from_db()
     assert promotion.status == RequestStatus.PENDING
     assert Review.objects.count() == 0
-    assert Event.objects.count() == events
+    assert Event.objects.count() == events + 1
+    kept = Event.objects.order_by("-seq").first()
+    assert (kept.type, kept.actor_name, kept.source, kept.after["refusal"]) == (
+        "transition_request.approval_refused",
+        "carol",
+        "admin",
+        reason,
+    )
     assert stages() == {1: Stage.PRODUCTION, 2: Stage.NONE}

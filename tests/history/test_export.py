@@ -85,6 +85,7 @@ def test_jsonl_export_has_every_event_and_a_manifest(auditor_api, history, actor
         "seq": 7,
         "time": stored.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "type": "model_version.stage_transitioned",
+        "outcome": "done",
         "actor": "alice",
         "actor_id": actor.user.pk,
         "token": "",

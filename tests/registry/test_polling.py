@@ -38,10 +38,12 @@ def seeded(bot):
 @pytest.fixture(autouse=True)
 def _fast_watch(settings):
     settings.MODELGATE_EVENT_WATCH_INTERVAL = 0.05
-    # PostgreSQL's default: reused threads and connections (SQLite keeps one per request).
-    settings.MODELGATE_POLL_THREADS = 4 if settings.IS_POSTGRES else 0
+    # The default: reused threads with persistent connections (conftest turns them off for
+    # in-process clients, whose reads must see the test's own transaction).
+    settings.MODELGATE_POLL_THREADS = 4
     yield
     pool_close()  # the pool's connections must not outlive the test database
+    watcher.quiesce()  # nor the watcher's
 
 
 def _url(live_server, alias: str = "production") -> str:
@@ -164,3 +166,166 @@ def test_the_poll_path_trusts_a_credential_for_the_ttl_only(live_server, seeded,
     time.sleep(0.6)
     # ... and not after it.
     assert httpx.get(_url(live_server), headers=headers).status_code == 401
+
+
+# --- the watcher's tokens: what answers from memory are checked against -----------------------
+
+
+def test_a_change_processed_during_a_read_keeps_it_from_being_remembered(seeded):
+    model, _ = seeded
+    other_model_id = model.pk + 1000
+    changes = watcher.changes  # taken before a database read
+    before, other_before = watcher.token(model.pk), watcher.token(other_model_id)
+
+    watcher._wake({model.pk})  # the watcher saw an event about the model meanwhile
+
+    assert watcher.token_since(model.pk, changes) is None
+    assert watcher.token(model.pk) != before
+    assert watcher.token(other_model_id) == other_before  # other models keep theirs
+    assert watcher.token_since(model.pk, watcher.changes) == watcher.token(model.pk)
+
+
+def test_tokens_from_before_the_watcher_ran_or_after_it_stopped_are_void(seeded):
+    model, _ = seeded
+    watcher.quiesce()
+    assert not watcher.fresh()
+    unwatched = watcher.token(model.pk)
+
+    assert watcher.sync()  # starts it; its first look makes a new epoch
+    assert watcher.fresh()
+    watched = watcher.token(model.pk)
+    assert watched != unwatched
+
+    watcher.quiesce()  # nobody waits, nobody asked to keep watching: it stops
+    assert not watcher.fresh()
+    assert watcher.token(model.pk) != watched
+
+
+def test_a_committed_move_changes_the_models_token_once_the_watcher_looked(seeded):
+    model, actor = seeded
+    assert watcher.sync()
+    before = watcher.token(model.pk)
+    services.alias_set(model=model, alias="production", version=2, actor=actor)
+    assert watcher.sync()
+    assert watcher.token(model.pk) != before
+
+
+# --- the reads the poll path makes cheap --------------------------------------------------------
+
+
+def test_alias_state_runs_the_query_the_orm_would(seeded):
+    from registry import selectors
+    from registry.models import ModelVersion
+
+    model, actor = seeded
+    services.alias_set(model=model, alias="staging", version=3, actor=actor)
+    services.version_delete(version=ModelVersion.objects.get(model=model, version=3), actor=actor)
+
+    def orm(alias: str):
+        return (
+            ModelVersion.objects.filter(
+                aliases__model__name="fraud-scorer", aliases__alias=alias, deleted_at__isnull=True
+            )
+            .values_list("pk", "updated_at", "model__updated_at", "model_id")
+            .first()
+        )
+
+    state = selectors.alias_state(actor=actor, model_name="fraud-scorer", alias="production")
+    assert state == orm("production")
+    assert state[0] == ModelVersion.objects.get(model=model, version=1).pk
+    assert state[1].tzinfo is not None  # converted as the ORM converts (SQLite's text too)
+    assert selectors.alias_state(actor=actor, model_name="fraud-scorer", alias="staging") is None
+    assert selectors.alias_state(actor=actor, model_name="fraud-scorer", alias="nope") is None
+
+
+def test_recent_levels_read_all_of_a_users_grants_at_once(seeded, django_user_model):
+    from django.contrib.auth.models import Group
+
+    from registry import permissions
+    from registry.permissions import Level
+
+    model, owner = seeded
+    other = make_model(owner, name="other-model")
+    third = make_model(owner, name="third-model")
+    reader = django_user_model.objects.create_user(username="reader", password=PASSWORD)
+    group = Group.objects.create(name="readers")
+    reader.groups.add(group)
+    services.permissions_update(
+        model=model, actor=Actor.system(), users={"reader": Level.CAN_EDIT}, groups={}
+    )
+    services.permissions_update(
+        model=other, actor=Actor.system(), users={}, groups={"readers": Level.CAN_READ}
+    )
+    recent = Actor(user=reader, recent_permissions=True)
+
+    levels = [permissions.model_level(recent, m) for m in (model, other, third)]
+    assert levels == [Level.CAN_EDIT, Level.CAN_READ, Level.NONE]
+    assert permissions.recent_user_grants.get(reader.pk) == {
+        model.pk: Level.CAN_EDIT,
+        other.pk: Level.CAN_READ,
+    }
+    # The same answers as reading each model's grants afresh.
+    fresh = Actor(user=reader)
+    assert [permissions.model_level(fresh, m) for m in (model, other, third)] == levels
+
+
+def test_a_user_with_too_many_grants_gets_each_level_read_alone(seeded, monkeypatch):
+    from registry import permissions
+    from registry.permissions import Level
+
+    model, owner = seeded
+    other = make_model(owner, name="other-model")
+    monkeypatch.setattr(permissions, "RECENT_GRANTS_MAX", 1)  # the owner has two grants
+    recent = Actor(user=owner.user, recent_permissions=True)
+
+    assert permissions.model_level(recent, model) == Level.CAN_MANAGE
+    assert permissions.model_level(recent, other) == Level.CAN_MANAGE
+    assert permissions._recent_grants(owner.user) is None
+
+
+@pytest.mark.parametrize(
+    "caller", ["grant", "group grant", "no grant", "superuser", "read-only token", "limited token"]
+)
+def test_a_level_made_from_remembered_grants_is_the_level_model_level_gives(
+    seeded, django_user_model, caller
+):
+    from django.contrib.auth.models import Group
+
+    from accounts.tokens import token_create
+    from registry import permissions
+    from registry.permissions import Level
+
+    model, owner = seeded
+    other = make_model(owner, name="other-model")
+    if caller == "superuser":
+        user = django_user_model.objects.create_superuser(username="caller", password=PASSWORD)
+    else:
+        user = django_user_model.objects.create_user(username="caller", password=PASSWORD)
+    token = None
+    if caller in ("grant", "read-only token", "limited token"):
+        services.permissions_update(
+            model=model, actor=Actor.system(), users={"caller": Level.CAN_EDIT}, groups={}
+        )
+    if caller == "group grant":
+        group = Group.objects.create(name="readers")
+        user.groups.add(group)
+        services.permissions_update(
+            model=model, actor=Actor.system(), users={}, groups={"readers": Level.CAN_READ}
+        )
+    if caller == "read-only token":
+        token = token_create(user=user, name="bot", read_only=True).token
+    if caller == "limited token":
+        token = token_create(user=user, name="bot", models=[other]).token
+
+    def actor() -> Actor:
+        return Actor(user=user, token=token, recent_permissions=True)
+
+    if caller != "superuser":  # a superuser's level needs nothing read
+        assert permissions.recent_level(actor(), model.pk) is None  # nothing remembered yet
+    expected = [permissions.model_level(actor(), m) for m in (model, other)]
+    permissions.recent_levels.clear()  # the per-model levels forgotten, the grants not
+
+    assert [permissions.recent_level(actor(), m.pk) for m in (model, other)] == expected
+    assert expected == [
+        permissions.model_level(Actor(user=user, token=token), m) for m in (model, other)
+    ]

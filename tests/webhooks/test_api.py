@@ -357,3 +357,36 @@ def test_a_410_disables_the_subscription_with_a_reason(admin_api, admin_user, re
     body = admin_api.get(f"/api/v1/webhooks/{pk}/").json()
     assert body["status"] == SubscriptionStatus.DISABLED
     assert "410 Gone" in body["status_reason"]
+
+
+def test_a_model_limited_token_cannot_manage_registry_wide_webhooks(admin_user, receiver):
+    from accounts.tokens import token_create
+
+    model = make_model(Actor(user=admin_user), name="scoped")
+    issued = token_create(user=admin_user, models=[model])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    refused = create(client, url=receiver.url)
+    assert refused.status_code == 403
+    assert "limited to some models" in refused.json()["message"]
+    assert create(client, url=receiver.url, model="scoped").status_code == 201
+    assert Subscription.objects.count() == 1
+
+
+def test_a_disabled_webhook_can_still_be_tested(admin_api, receiver):
+    pk = create(admin_api, url=receiver.url, status="DISABLED").json()["id"]
+    answer = admin_api.post(f"/api/v1/webhooks/{pk}/test/", {}, format="json").json()
+    assert answer["success"] is True
+    assert len(receiver.received) == 1
+
+
+def test_secrets_unreadable_after_a_key_change_are_a_409_not_a_500(settings, admin_api, receiver):
+    pk = create(admin_api, url=receiver.url, headers={"Authorization": "Bearer x"}).json()["id"]
+    old_key = settings.MODELGATE_WEBHOOK_SECRET_KEY
+    settings.MODELGATE_WEBHOOK_SECRET_KEY = "another-key"
+    listed = admin_api.get(f"/api/v1/webhooks/{pk}/")
+    assert listed.status_code == 409
+    assert "MODELGATE_WEBHOOK_SECRET_KEY_FALLBACKS" in listed.json()["message"]
+    # With the old key as a fallback everything reads again.
+    settings.MODELGATE_WEBHOOK_SECRET_KEY_FALLBACKS = [old_key]
+    assert admin_api.get(f"/api/v1/webhooks/{pk}/").json()["headers"] == ["Authorization"]

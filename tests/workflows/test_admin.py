@@ -46,6 +46,15 @@ def state(request: TransitionRequest) -> tuple[str, int, int]:
     return request.status, Review.objects.filter(request=request).count(), last_seq()
 
 
+def refusal_kept(before: tuple[str, int, int], request: TransitionRequest) -> tuple[str, ...]:
+    """The request and its reviews as `before`, and the one event the refusal left after it:
+    its type, who tried, through which door and why."""
+    status, reviews, seq = before
+    assert state(request) == (status, reviews, seq + 1)
+    event = Event.objects.get(seq=seq + 1)
+    return event.type, event.actor_name, event.source, event.after["refusal"]
+
+
 @pytest.fixture
 def people(django_user_model):
     """Staff members: a pipeline that registers versions (the model's creator, so CAN_MANAGE),
@@ -364,7 +373,12 @@ def test_the_requester_cannot_approve_their_own_request(people, alices):
     assert response.status_code == 302
     assert response.url == page(alices.pk)
     assert messages_of(response) == [("error", f"Approve refused: {reason}")]
-    assert state(alices) == before
+    assert refusal_kept(before, alices) == (
+        "transition_request.approval_refused",
+        "alice",
+        "admin",
+        reason,
+    )
 
 
 def test_the_versions_creator_cannot_approve_it(people, carols):
@@ -379,7 +393,12 @@ def test_the_versions_creator_cannot_approve_it(people, carols):
             "approve it.",
         )
     ]
-    assert state(carols) == before
+    assert refusal_kept(before, carols) == (
+        "transition_request.approval_refused",
+        "pipeline",
+        "admin",
+        "You registered this version; the policy needs someone else to approve it.",
+    )
 
 
 def test_a_reviewer_below_the_level_is_refused(people, carols):
@@ -394,7 +413,13 @@ def test_a_reviewer_below_the_level_is_refused(people, carols):
             "CAN_MANAGE_STAGING_VERSIONS.",
         )
     ]
-    assert state(carols) == before
+    assert refusal_kept(before, carols) == (
+        "transition_request.rejection_refused",
+        "stan",
+        "admin",
+        "Reviewing this request needs CAN_MANAGE_PRODUCTION_VERSIONS; you have "
+        "CAN_MANAGE_STAGING_VERSIONS.",
+    )
 
 
 def test_a_decision_needs_the_csrf_token(people, carols):

@@ -18,7 +18,7 @@ from accounts.actors import Actor
 from accounts.tokens import token_create
 from registry import services as registry_services
 from registry.choices import Stage
-from registry.models import ModelVersion
+from registry.models import Event, ModelVersion
 from tests.workflows.scenario import World, build_world, last_seq, state, types_since
 from workflows.choices import RequestStatus
 from workflows.models import Comment, Policy, TransitionRequest
@@ -443,8 +443,14 @@ def test_decision_refusals_have_their_codes_and_change_nothing(world, requests):
         (client(world, "alice"), prod, "approve", {"comment": "x" * 10_001}, 400, "invalid",
          "comment is longer than 10000 characters."),
     ]  # fmt: skip
+    kept = {
+        stan_message,
+        read_only_message,
+        "You registered this version; the policy needs someone else to approve it.",
+        "Version 3 must carry validation=passed before it can be approved.",
+    }
     for api, request, action, data, status, code, message in cases:
-        before = state()
+        before, seq = state(), last_seq()
         response = _decide(api, request, action, **data)
         assert (response.status_code, response.json()["code"], response.json()["message"]) == (
             status,
@@ -452,6 +458,9 @@ def test_decision_refusals_have_their_codes_and_change_nothing(world, requests):
             message,
         ), action
         assert state() == before
+        # Denied reviews are kept in the history; other refusals leave nothing.
+        refusal = f"transition_request.{'approval' if action == 'approve' else 'rejection'}_refused"
+        assert types_since(seq) == ([refusal] if message in kept else []), message
 
 
 def test_self_approval_through_the_api_and_the_requesters_token(world):
@@ -461,10 +470,15 @@ def test_self_approval_through_the_api_and_the_requesters_token(world):
     )
     request = TransitionRequest.objects.get(pk=created.json()["id"])
     message = "You requested this transition; the policy needs someone else to approve it."
-    before = state()
+    before, seq = state(), last_seq()
     for api in (client(world, "alice"), token_client(world, "alice")):
         assert_error(_decide(api, request, "approve"), 403, "permission_denied", message)
     assert state() == before
+    refusals = Event.objects.filter(seq__gt=seq, type="transition_request.approval_refused")
+    assert [(e.actor_name, bool(e.actor_token), e.after["refusal"]) for e in refusals] == [
+        ("alice", False, message),
+        ("alice", True, message),
+    ]
 
 
 def test_an_expired_request_is_409(world, requests):

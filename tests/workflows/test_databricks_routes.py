@@ -75,9 +75,12 @@ def refused(response: Any, status: int, code: str) -> str:
 
 
 def state() -> dict[str, Any]:
-    """What a refused call must leave as it was."""
+    """What a refused call must leave as it was (refused attempts that matter are kept as
+    `…_refused` events: see `kept`)."""
     return {
-        "events": list(Event.objects.values_list("seq", flat=True)),
+        "events": list(
+            Event.objects.exclude(type__endswith="_refused").values_list("seq", flat=True)
+        ),
         "requests": list(
             TransitionRequest.objects.order_by("pk").values_list(
                 "pk", "status", "archive_existing_versions"
@@ -87,6 +90,14 @@ def state() -> dict[str, Any]:
         "comments": list(Comment.objects.order_by("pk").values_list("pk", "text")),
         "versions": list(ModelVersion.objects.order_by("pk").values_list("version", "stage")),
     }
+
+
+def kept() -> list[tuple[str, str, str, str]]:
+    """The refused attempts in the history: type, who tried, through which door, why."""
+    return [
+        (event.type, event.actor_name, event.source, event.after["refusal"])
+        for event in Event.objects.filter(type__endswith="_refused").order_by("seq")
+    ]
 
 
 def seq_of(type: str, **after: Any) -> str:
@@ -281,6 +292,15 @@ def test_self_approval_is_refused_and_changes_nothing(http, model):
         approve(http, "stan", "Production"), 403, "PERMISSION_DENIED"
     )
     assert state() == before
+    # Each denied approval is kept in the history.
+    assert [(type, who, source) for type, who, source, _ in kept()] == [
+        ("transition_request.approval_refused", "alice", "mlflow"),
+        ("transition_request.approval_refused", "pipeline", "mlflow"),
+        ("transition_request.approval_refused", "stan", "mlflow"),
+    ]
+    assert kept()[0][3] == (
+        "You requested this transition; the policy needs someone else to approve it."
+    )
 
 
 def test_approve_decides_the_oldest_request_the_caller_may_decide(http, model):
@@ -313,6 +333,9 @@ def test_reject_ends_the_request(http, model):
         "PERMISSION_DENIED",
     )
     assert state() == before
+    assert [(type, who) for type, who, _, _ in kept()] == [
+        ("transition_request.rejection_refused", "carol")
+    ]
     rejected = ok(
         http["bob"](
             "POST",
@@ -664,6 +687,11 @@ def test_a_read_only_token_writes_nothing(http, model, people, client):
         )
         refused(response, 403, "PERMISSION_DENIED")
     assert state() == before
+    # Its attempts to decide are kept; the others are plain permission errors.
+    assert [(type, why) for type, _, _, why in kept()] == [
+        ("transition_request.approval_refused", "This API token is read-only."),
+        ("transition_request.rejection_refused", "This API token is read-only."),
+    ]
     # It still reads, and is offered no action.
     listed = client.get(API + "transition-requests/list?name=fraud&version=1", **auth)
     assert "available_actions" not in ok(listed)["requests"][0]
@@ -706,6 +734,16 @@ def test_databricks_transition_stage_refuses_a_guarded_stage_for_everyone(http, 
             "transition-requests/create on the MLflow routes)."
         )
     assert state() == before
+    assert kept() == [
+        ("model_version.stage_transition_refused", who, "mlflow", message)
+        for who in ("alice", "pipeline")
+    ]
+    refusal = Event.objects.get(type="model_version.stage_transition_refused", actor_name="alice")
+    assert (refusal.before["stage"], refusal.after["stage"], refusal.comment) == (
+        "None",
+        "Production",
+        "ship it",
+    )
 
 
 def test_databricks_transition_stage_answers_the_databricks_version(http, model):
@@ -953,7 +991,9 @@ def test_version_activities_cover_every_activity_type(http, model, people):
         ("APPLIED_TRANSITION", "stan", "None", "Staging", "first"),
         ("SYSTEM_TRANSITION", "system", "Staging", "Archived", None),
     ]
-    assert v2[1]["system_comment"] == "Archived because version 1 moved to Staging."
+    assert v2[1]["system_comment"] == (
+        "Archived because version 1 moved to Staging. " + applied["system_comment"]
+    )
 
 
 # --- the Databricks SDK ---------------------------------------------------------------------

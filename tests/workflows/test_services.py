@@ -95,13 +95,21 @@ def snapshot(request: TransitionRequest, **changes: object) -> dict[str, object]
     return body
 
 
-def refused(call, error: type[Exception], message: str) -> None:
-    """`call` raises `error` with exactly `message`, and nothing at all changes."""
+APPROVAL_REFUSED = "transition_request.approval_refused"
+
+
+def refused(call, error: type[Exception], message: str, kept: str | None = None) -> None:
+    """`call` raises `error` with exactly `message`, and nothing at all changes; a refusal the
+    history keeps leaves its one event (of type `kept`, the message as the reason) and no other.
+    """
+    seq = last_seq()
     before = state()
     with pytest.raises(error) as caught:
         call()
     assert caught.value.message == message
     assert state() == before
+    refusals = Event.objects.filter(seq__gt=seq, type__endswith="_refused")
+    assert [(e.type, e.after["refusal"]) for e in refusals] == ([(kept, message)] if kept else [])
 
 
 # --- policies ---------------------------------------------------------------------------------
@@ -444,6 +452,7 @@ def test_a_policy_change_does_not_alter_open_requests(world, django_capture_on_c
         lambda: request_approve(request=other, actor=world.actor("alice")),
         PermissionDenied,
         "Reviewing this request needs CAN_MANAGE; you have CAN_MANAGE_PRODUCTION_VERSIONS.",
+        kept=APPROVAL_REFUSED,
     )
 
 
@@ -677,7 +686,9 @@ def test_approve_refusals_change_nothing(world, pending, who, error, message):
         actor = world.token_actor("bob", read_only=True)
     else:
         actor = world.actor(who)
-    refused(lambda: request_approve(request=pending, actor=actor), error, message)
+    # The system is not a reviewer: its attempt is refused without a record of who tried.
+    kept = None if who == "system" else APPROVAL_REFUSED
+    refused(lambda: request_approve(request=pending, actor=actor), error, message, kept)
     assert Review.objects.count() == 0
 
 
@@ -696,6 +707,7 @@ def test_the_requester_may_not_approve_their_own_request_whatever_the_door(world
             lambda actor=actor: request_approve(request=request, actor=actor),
             PermissionDenied,
             message,
+            kept=APPROVAL_REFUSED,
         )
     assert Review.objects.count() == 0
 
@@ -765,6 +777,7 @@ def test_approval_needs_the_required_tags(world, django_capture_on_commit_callba
         lambda: request_approve(request=request, actor=world.actor("alice")),
         Conflict,
         "Version 2 must carry validation=passed before it can be approved.",
+        kept=APPROVAL_REFUSED,
     )
     registry_services.version_tag_set(
         version=world.version(2), key="validation", value="failed", actor=world.actor("ed")
@@ -773,6 +786,7 @@ def test_approval_needs_the_required_tags(world, django_capture_on_commit_callba
         lambda: request_approve(request=request, actor=world.actor("alice")),
         Conflict,
         "Version 2 must carry validation=passed before it can be approved.",
+        kept=APPROVAL_REFUSED,
     )
     registry_services.version_tag_set(
         version=world.version(2), key="validation", value="passed", actor=world.actor("ed")
@@ -845,6 +859,7 @@ def test_reject_needs_the_approver_level_but_not_the_tags(world):
         lambda: request_reject(request=request, actor=world.actor("stan")),
         PermissionDenied,
         _denied_review("CAN_MANAGE_STAGING_VERSIONS"),
+        kept="transition_request.rejection_refused",
     )
     assert request_reject(request=request, actor=world.actor("alice")).status == "REJECTED"
 
@@ -1009,7 +1024,10 @@ def test_the_promotion_archives_the_others_and_moves_the_alias(world):
     ]
     archived, promoted, moved, _ = Event.objects.filter(seq__gt=seq).order_by("seq")
     assert (archived.before["stage"], archived.after["stage"]) == ("Production", "Archived")
-    assert archived.comment == "Archived because version 1 moved to Production."
+    assert archived.comment == (
+        f"Archived because version 1 moved to Production. Applying request #{request.pk}, "
+        "approved by alice, bob."
+    )
     assert (promoted.before["stage"], promoted.after["stage"]) == ("None", "Production")
     assert (moved.before, moved.after) == (
         {"alias": "production", "version": 2},
@@ -1069,6 +1087,7 @@ def test_a_protected_alias_refuses_direct_writes_through_the_services(world, pro
             ),
             PermissionDenied,
             PROTECTED,
+            kept=None if actor.is_system else "model_version_alias.set_refused",
         )
         refused(
             lambda actor=actor: registry_services.alias_delete(
@@ -1076,6 +1095,7 @@ def test_a_protected_alias_refuses_direct_writes_through_the_services(world, pro
             ),
             PermissionDenied,
             PROTECTED,
+            kept=None if actor.is_system else "model_version_alias.delete_refused",
         )
     refused(
         lambda: registry_services.version_delete(
@@ -1083,6 +1103,7 @@ def test_a_protected_alias_refuses_direct_writes_through_the_services(world, pro
         ),
         PermissionDenied,
         PROTECTED,
+        kept="model_version.delete_refused",
     )
     # Other aliases are not protected.
     registry_services.alias_set(
@@ -1115,6 +1136,13 @@ def test_a_protected_alias_refuses_direct_writes_through_the_native_api_and_mlfl
     mlflow = root.delete("/api/2.0/mlflow/registered-models/alias?name=fraud&alias=production")
     assert (mlflow.status_code, mlflow.json()["error_code"]) == (403, "PERMISSION_DENIED")
     assert state() == before
+    kept = Event.objects.filter(type__endswith="_refused").order_by("seq")
+    assert [(e.type, e.source, e.actor_name) for e in kept] == [
+        ("model_version_alias.set_refused", "api", "root"),
+        ("model_version_alias.delete_refused", "api", "root"),
+        ("model_version_alias.set_refused", "mlflow", "root"),
+        ("model_version_alias.delete_refused", "mlflow", "root"),
+    ]
 
 
 def test_a_protected_alias_refuses_direct_writes_through_the_admin_service_path(world, protected):
@@ -1137,6 +1165,11 @@ def test_a_protected_alias_refuses_direct_writes_through_the_admin_service_path(
         ("error", PROTECTED),
     ]
     assert state() == before
+    kept = Event.objects.filter(type__endswith="_refused").order_by("seq")
+    assert [(e.type, e.source) for e in kept] == [
+        ("model_version_alias.set_refused", "admin"),
+        ("model_version_alias.delete_refused", "admin"),
+    ]
 
 
 def test_a_request_for_a_protected_alias_moves_it_when_approved(
@@ -1154,6 +1187,7 @@ def test_a_request_for_a_protected_alias_moves_it_when_approved(
         lambda: request_approve(request=request, actor=world.actor("stan")),
         PermissionDenied,
         _denied_review("CAN_MANAGE_STAGING_VERSIONS"),
+        kept=APPROVAL_REFUSED,
     )
     seq = last_seq()
     with django_capture_on_commit_callbacks(execute=True):
@@ -1172,6 +1206,7 @@ def test_a_request_for_a_protected_alias_moves_it_when_approved(
         {"alias": "production", "version": 2},
         {"alias": "production", "version": 1},
     )
+    assert moved.comment == f"Applying request #{request.pk}, approved by alice."
     # The approval was spent: a direct write is refused again.
     refused(
         lambda: registry_services.alias_set(
@@ -1179,6 +1214,7 @@ def test_a_request_for_a_protected_alias_moves_it_when_approved(
         ),
         PermissionDenied,
         PROTECTED,
+        kept="model_version_alias.set_refused",
     )
 
 

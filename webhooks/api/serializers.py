@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api import InputSerializer
@@ -63,6 +64,14 @@ class SubscriptionWithSecretSerializer(SubscriptionOutSerializer):
         return self.context["secret"]
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            {"type": "string", "enum": ["*"]},
+        ]
+    }
+)
 class _Events(serializers.Field):
     """A list of event types, or "*" for every event."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -61,6 +61,15 @@ class WebhookListCreateApi(generics.ListAPIView):
         return Response(body.data, status=status.HTTP_201_CREATED)
 
 
+class _SubscriptionUpdatedSerializer(s.SubscriptionOutSerializer):
+    """The schema of a PATCH answer: the secret only when it was rotated."""
+
+    secret = serializers.CharField(required=False, help_text="The new secret, shown only once.")
+
+    class Meta(s.SubscriptionOutSerializer.Meta):
+        fields = [*s.SubscriptionOutSerializer.Meta.fields, "secret"]
+
+
 class WebhookDetailApi(APIView):
     @extend_schema(responses=s.SubscriptionOutSerializer)
     def get(self, request: Request, pk: str) -> Response:
@@ -69,7 +78,7 @@ class WebhookDetailApi(APIView):
 
     @extend_schema(
         request=s.SubscriptionUpdateInSerializer,
-        responses=s.SubscriptionWithSecretSerializer,
+        responses=_SubscriptionUpdatedSerializer,
         description="Changes what is given. `rotate_secret` or `secret` rotate the secret: the "
         "answer carries the new one (once), and deliveries are signed with both for a while.",
     )
@@ -129,7 +138,10 @@ class WebhookDeliveryListApi(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> Any:
-        query = validated(s.DeliveryListQuerySerializer, self.request.query_params.dict())
+        # The filters; the page parameters are the paginator's.
+        paging = {"page", "page_size"}
+        filters = {k: v for k, v in self.request.query_params.items() if k not in paging}
+        query = validated(s.DeliveryListQuerySerializer, filters)
         found = selectors.subscription_get(actor=_actor(self.request), pk=self.kwargs["pk"])
         return selectors.delivery_list(subscription=found, state=query.get("state"))
 

@@ -1,9 +1,29 @@
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api import InputSerializer
+from registry.api.serializers import TagsField
+from registry.permissions import GRANTABLE
 from workflows.models import Comment, Policy, Review, TransitionRequest
+
+# What parse_target and validate_alias accept, as OpenAPI patterns (a stage in any case works
+# too; the schema names the canonical spelling).
+_ALIAS = r"(?![Ll][Aa][Tt][Ee][Ss][Tt]$)(?![Vv][0-9]+$)[\w-]{1,255}"
+TARGET_PATTERN = rf"^(Staging|Production|Archived|alias:{_ALIAS})$"
+ALIAS_OR_EMPTY_PATTERN = rf"^(?:{_ALIAS})?$"
+
+
+@extend_schema_field({"type": "string", "pattern": TARGET_PATTERN})
+class TargetField(serializers.CharField):
+    """Staging, Production, Archived or alias:<name> (workflows.policies.parse_target)."""
+
+
+@extend_schema_field({"type": "string", "enum": [level.name for level in GRANTABLE]})
+class LevelField(serializers.CharField):
+    """A permission level name (any case is accepted)."""
 
 
 class PolicyOutSerializer(serializers.ModelSerializer):
@@ -32,21 +52,26 @@ class PolicyOutSerializer(serializers.ModelSerializer):
 
 class _PolicyFields(InputSerializer):
     required_approvals = serializers.IntegerField(min_value=1, max_value=100, required=False)
-    approver_level = serializers.CharField(required=False)
+    approver_level = LevelField(required=False)
     allow_self_approval = serializers.BooleanField(required=False)
-    required_tags = serializers.DictField(
-        child=serializers.CharField(allow_blank=True), required=False
-    )
+    required_tags = TagsField(required=False)
     expires_after_hours = serializers.IntegerField(
         min_value=1, max_value=8760, required=False, allow_null=True
     )
-    archive_existing_versions = serializers.BooleanField(required=False)
-    move_alias = serializers.CharField(required=False, allow_blank=True)
+    archive_existing_versions = serializers.BooleanField(
+        required=False, help_text="Staging and Production targets only."
+    )
+    move_alias = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        validators=[RegexValidator(ALIAS_OR_EMPTY_PATTERN, "Not a valid alias name.")],
+        help_text="An alias the applied request moves too; stage targets only.",
+    )
 
 
 class PolicyCreateInSerializer(_PolicyFields):
     model = serializers.CharField(allow_null=True, help_text="A model name, or null for all.")
-    target = serializers.CharField(help_text="Staging, Production, Archived or alias:<name>.")
+    target = TargetField()
 
 
 class PolicyUpdateInSerializer(_PolicyFields):
@@ -103,7 +128,7 @@ class RequestOutSerializer(serializers.ModelSerializer):
 class RequestCreateInSerializer(InputSerializer):
     model = serializers.CharField()
     version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
-    target = serializers.CharField(help_text="Staging, Production, Archived or alias:<name>.")
+    target = TargetField()
     comment = serializers.CharField(required=False, allow_blank=True, default="")
 
 

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.actors import Actor
-from config.api import validated
+from config.api import query_flag, validated
 from registry import selectors as registry_selectors
 from registry.api.serializers import EventOutSerializer
 from registry.models import ModelVersion, RegisteredModel
@@ -113,10 +113,10 @@ class RequestListCreateApi(generics.ListAPIView):
         model = None
         if name := params.get("model"):
             model = registry_selectors.model_get(actor=actor, name=name)
-        if params.get("waiting_for_me", "").lower() in ("1", "true", "yes"):
+        if query_flag(self.request, "waiting_for_me"):
             return selectors.requests_waiting_for(actor=actor, model=model)
         wanted = params.get("status")
-        if wanted and wanted not in RequestStatus.values:
+        if wanted is not None and wanted not in RequestStatus.values:
             raise ValidationError(
                 {"status": [f"Expected one of {', '.join(RequestStatus.values)}."]}
             )

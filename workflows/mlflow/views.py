@@ -107,8 +107,9 @@ def _decidable(
 ) -> TransitionRequest:
     """The oldest pending request for the target that the actor may decide now.
 
-    When it may decide none, the reason the oldest gives (level, self-approval, decided already).
-    The service checks again under the row lock, so a concurrent decision still wins once.
+    When it may decide none, the oldest: the service refuses it with its reason (level,
+    self-approval, decided already) and records the refusals that matter. The service checks
+    under the row lock, so a concurrent decision still wins once.
     """
     requests = TransitionRequest.objects.select_related("model", "version", "version__model")
     requests = requests.filter(version=version, target=target)
@@ -119,13 +120,10 @@ def _decidable(
     ]
     if not pending:
         raise _no_pending(version, target, requests)
-    refusals = []
     for request in pending:
-        refusal = services.reviewer_refusal(request, actor, decision)
-        if refusal is None:
+        if services.reviewer_refusal(request, actor, decision) is None:
             return request
-        refusals.append(refusal)
-    raise refusals[0]
+    return pending[0]
 
 
 def _activity(request: TransitionRequest, type: str, actor: Actor, **kw: Any) -> dict[str, Any]:

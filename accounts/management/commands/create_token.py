@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.actors import Actor
 from accounts.tokens import registered_models_named, token_create
 
 
@@ -37,6 +38,7 @@ class Command(BaseCommand):
             raise CommandError(f"No registered model named: {', '.join(missing)}.")
         issued = token_create(
             user=user,
+            actor=Actor.shell(),
             name=options["name"],
             read_only=options["read_only"],
             expires_in_days=options["expires_in_days"],

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from accounts.actors import Actor, Source
+from accounts.actors import Actor
 from config.errors import DomainError
 from registry.history.export import (
     FORMATS,
@@ -80,12 +80,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        actor = Actor.system(source=Source.SHELL)
+        actor = Actor.shell()
         if options["as_user"]:
             user = get_user_model().objects.filter(username=options["as_user"]).first()
             if user is None:
                 raise CommandError(f"No user named '{options['as_user']}'.")
-            actor = Actor(user=user, source=Source.SHELL)
+            actor = Actor.shell(user)
         filters = ExportFilters(
             model=options["model"],
             version=options["model_version"],
