@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from accounts.actors import Actor
 from config.errors import NotFound, PermissionDenied
-from registry.models import RegisteredModel
-from registry.permissions import Level, model_level, visible_models
+from registry.models import RegisteredModel, RegisteredModelGroupGrant, RegisteredModelUserGrant
+from registry.permissions import Level, model_level, registry_level
 from webhooks.models import Attempt, Delivery, Subscription
 
 
@@ -18,28 +19,83 @@ def _is_superuser(actor: Actor) -> bool:
     return actor.is_system or (user is not None and user.is_active and user.is_superuser)
 
 
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """The subscriptions one actor may manage, as the services decide it: a model's with
+    CAN_MANAGE on the model, registry-wide ones (and those whose model is gone) as a superuser."""
+
+    everything: bool
+    every_model: bool
+    model_ids: frozenset[int]
+
+    @classmethod
+    def of(cls, actor: Actor) -> Reach:
+        found = actor.cache.get("webhook_reach")
+        if found is not None:
+            return found
+        user = actor.user
+        if _is_superuser(actor):
+            reach = cls(everything=True, every_model=True, model_ids=frozenset())
+        elif user is None or not user.is_active:
+            reach = cls(everything=False, every_model=False, model_ids=frozenset())
+        elif registry_level(actor) >= Level.CAN_MANAGE:
+            reach = cls(everything=False, every_model=True, model_ids=frozenset())
+        else:
+            codename = Level.CAN_MANAGE.codename
+            own = RegisteredModelUserGrant.objects.filter(user=user, permission__codename=codename)
+            groups = RegisteredModelGroupGrant.objects.filter(
+                group__user=user, permission__codename=codename
+            )
+            ids = set(own.values_list("content_object_id", flat=True))
+            ids |= set(groups.values_list("content_object_id", flat=True))
+            reach = cls(everything=False, every_model=False, model_ids=frozenset(ids))
+        actor.cache["webhook_reach"] = reach
+        return reach
+
+    def subscriptions(self, queryset: QuerySet, prefix: str = "") -> QuerySet:
+        """Narrow a queryset (of subscriptions, or of rows reaching one through `prefix`)."""
+        if self.everything:
+            return queryset
+        field = f"{prefix}model_id__in"
+        if self.every_model:
+            return queryset.filter(Q(**{field: RegisteredModel.objects.values("pk")}))
+        return queryset.filter(Q(**{field: sorted(self.model_ids)}))
+
+    def covers(self, subscription: Subscription) -> bool:
+        if self.everything:
+            return True
+        if subscription.model_id is None:
+            return False
+        if self.every_model:
+            return RegisteredModel.objects.filter(pk=subscription.model_id).exists()
+        return subscription.model_id in self.model_ids
+
+    @property
+    def any_model(self) -> bool:
+        """Whether the actor may make a subscription at all."""
+        return self.everything or self.every_model or bool(self.model_ids)
+
+
 def subscription_list(
     *, actor: Actor, model: RegisteredModel | None = None, flavor: str | None = None
 ) -> list[Subscription]:
-    """Subscriptions the actor manages: every one for superusers, otherwise those of models
-    where it holds CAN_MANAGE."""
-    queryset = Subscription.objects.select_related("owner").order_by("created_at", "id")
+    """Subscriptions the actor manages (see Reach), narrowed by its token: none for a read-only
+    token, only its models' for a model-limited one."""
+    reach = Reach.of(actor)
+    queryset = reach.subscriptions(
+        Subscription.objects.select_related("owner").order_by("created_at", "id")
+    )
     if model is not None:
         queryset = queryset.filter(model_id=model.pk)
     if flavor is not None:
         queryset = queryset.filter(flavor=flavor)
-    if _is_superuser(actor):
-        return list(queryset)
-    if actor.token is not None and actor.token.read_only:
-        return []
-    models = {
-        m.pk: m
-        for m in visible_models(actor, RegisteredModel.objects.all()).filter(
-            pk__in=queryset.values("model_id")
-        )
-    }
-    managed = {pk for pk, m in models.items() if model_level(actor, m) >= Level.CAN_MANAGE}
-    return [s for s in queryset.filter(model_id__in=managed)]
+    token = actor.token
+    if token is not None and not reach.everything:
+        if token.read_only:
+            return []
+        if token.models.exists():
+            queryset = queryset.filter(model_id__in=token.models.values("pk"))
+    return list(queryset)
 
 
 def _parse_id(value: object) -> uuid.UUID | None:

@@ -18,7 +18,7 @@ from registry.choices import EventType
 from registry.events import event_record
 from registry.models import RegisteredModel
 from registry.permissions import Level, require_level, require_writer
-from webhooks import crypto, http, payloads, sending
+from webhooks import crypto, payloads, sending
 from webhooks.choices import DeliveryState, Flavor, SubscriptionStatus, WebhookEvent
 from webhooks.models import ALL_EVENTS, Attempt, Delivery, Subscription
 from webhooks.ssrf import UrlRefused, url_check
@@ -489,11 +489,3 @@ def deliveries_failed_since(
         if allowed[sub.pk]:
             result.append(delivery)
     return result
-
-
-def answer_of(attempt: Attempt | None) -> http.Answer | None:
-    if attempt is None:
-        return None
-    return http.Answer(
-        attempt.status_code, attempt.response_excerpt, attempt.error, attempt.duration_ms
-    )
