@@ -10,7 +10,7 @@ BIN_MLFLOW2 := $(VENV_MLFLOW2)/bin
 STAMP_MLFLOW2 := $(VENV_MLFLOW2)/.installed
 
 .PHONY: run test test-e2e test-mlflow2 lint deploy-check format install bench bench-mlflow \
-	bench-longpoll bench-webhooks cluster soak clean
+	bench-longpoll bench-webhooks bench-history cluster soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -82,6 +82,11 @@ bench-longpoll: $(STAMP)
 # deliveries per second; needs DATABASE_URL (PostgreSQL) and REDIS_URL.
 bench-webhooks: $(STAMP)
 	$(BIN)/python bench/webhooks.py $(BENCH_ARGS)
+
+# The history at scale: export 1,000,000 events (JSONL, CSV) over HTTP and verify them; needs
+# PostgreSQL (DATABASE_URL names the server; a scratch database is made beside it).
+bench-history: $(STAMP)
+	$(BIN)/python bench/history.py $(BENCH_ARGS)
 
 # Production-like on one machine: 2 web servers on one port, 2 workers, beat, PostgreSQL
 # (DATABASE_URL, default database modelgate_cluster) and a Redis of its own on port 6391.

@@ -368,6 +368,8 @@ def run(args: argparse.Namespace) -> int:
             **os.environ,
             "MODELGATE_VAR_DIR": str(var_dir),
             "SECRET_KEY": secrets.token_urlsafe(40),
+            # Plain HTTP on 127.0.0.1: no redirect to HTTPS (a SECRET_KEY turns it on).
+            "MODELGATE_HTTPS": "0",
             "WEB_CONCURRENCY": "1",
             "LOG_LEVEL": "WARNING",
         }

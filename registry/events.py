@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
+import orjson
 from django.db import IntegrityError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
@@ -99,13 +100,8 @@ CANONICAL_FIELDS = (
 )
 
 
-def canonical_row(row: Sequence[Any]) -> bytes:
-    """The bytes the hash covers, from the values of CANONICAL_FIELDS in that order.
-
-    A sorted-key compact JSON of every recorded field. Only plain JSON types go in (strings,
-    integers, null, lists, dicts), so the form is the same whichever database stored the row and
-    whichever code version reads it. docs/auditing.md describes it for offline verifiers.
-    """
+def canonical_body(row: Sequence[Any]) -> dict[str, Any]:
+    """The document the hash covers, from the values of CANONICAL_FIELDS in that order."""
     (
         seq,
         type,
@@ -124,7 +120,7 @@ def canonical_row(row: Sequence[Any]) -> bytes:
         comment,
         prev_hash,
     ) = row
-    body = {
+    return {
         "seq": seq,
         "type": type,
         "created_at": created_at if isinstance(created_at, str) else _timestamp(created_at),
@@ -143,7 +139,25 @@ def canonical_row(row: Sequence[Any]) -> bytes:
         "comment": comment,
         "prev_hash": prev_hash,
     }
-    return _CANONICAL_JSON.encode(body).encode()
+
+
+def canonical_row(row: Sequence[Any]) -> bytes:
+    """The bytes the hash covers, from the values of CANONICAL_FIELDS in that order.
+
+    A sorted-key compact JSON of every recorded field. Only plain JSON types go in (strings,
+    integers, null, lists, dicts), so the form is the same whichever database stored the row and
+    whichever code version reads it. docs/auditing.md describes it for offline verifiers.
+    """
+    return _CANONICAL_JSON.encode(canonical_body(row)).encode()
+
+
+def canonical_row_fast(row: Sequence[Any]) -> bytes:
+    """canonical_row's bytes written by orjson, about four times faster: for the values the log
+    holds, byte for byte alike (sorted keys, compact, UTF-8, the same escapes). Where they could
+    differ (floats in exponent form) the bytes hash to something else, so a caller that finds no
+    match must decide with canonical_row; orjson refuses integers beyond 64 bits (TypeError).
+    """
+    return orjson.dumps(canonical_body(row), option=orjson.OPT_SORT_KEYS)
 
 
 def event_canonical(event: Event) -> bytes:

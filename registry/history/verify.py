@@ -24,14 +24,21 @@ import hashlib
 import json
 import multiprocessing
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
 
-from registry.events import CANONICAL_FIELDS, GENESIS_HASH, canonical_row, event_timestamp
+from registry.events import (
+    CANONICAL_FIELDS,
+    GENESIS_HASH,
+    canonical_row,
+    canonical_row_fast,
+    event_timestamp,
+)
 from registry.history.checkpoints import checkpoint_as_dict, checkpoint_signature_valid
 from registry.history.rows import json_text, utc_text
 from registry.models import Event, EventChainHead, EventCheckpoint
@@ -42,6 +49,8 @@ _ROW_FIELDS = (*CANONICAL_FIELDS, "hash")
 _SEQ = 0
 _PREV_HASH = len(CANONICAL_FIELDS) - 1
 _HASH = len(CANONICAL_FIELDS)
+_BEFORE = CANONICAL_FIELDS.index("before")
+_AFTER = CANONICAL_FIELDS.index("after")
 
 Progress = Callable[[int, int], None]  # (events checked, events to check)
 
@@ -100,33 +109,50 @@ def _closing(iterator: Iterator[Any]) -> Iterator[Iterator[Any]]:
             close()
 
 
-def _event_rows(start: int, end: int, chunk_size: int) -> Generator[tuple[Any, ...], None, None]:
+def _event_rows(start: int, end: int, chunk_size: int) -> Iterator[tuple[Any, ...]]:
     """The rows with start <= seq <= end in seq order: CANONICAL_FIELDS then the stored hash,
-    the time as canonical text where the database can format it, the snapshots decoded."""
+    the time as canonical text where the database can format it, the snapshots as JSON text
+    (decoded by _intact, which hashes them)."""
     columns: list[Any] = list(_ROW_FIELDS)
     columns[CANONICAL_FIELDS.index("created_at")] = utc_text()
-    before, after = CANONICAL_FIELDS.index("before"), CANONICAL_FIELDS.index("after")
-    columns[before], columns[after] = json_text("before"), json_text("after")
-    rows = (
+    columns[_BEFORE], columns[_AFTER] = json_text("before"), json_text("after")
+    return (
         Event.objects.filter(seq__gte=start, seq__lte=end)
         .order_by("seq")
         .values_list(*columns)
         .iterator(chunk_size=chunk_size)
     )
-    loads = json.loads
-    with _closing(rows):  # the server-side cursor goes before its transaction ends
-        for row in rows:
-            old, new = row[before], row[after]
-            yield (
-                *row[:before],
-                None if old is None else loads(old),
-                None if new is None else loads(new),
-                *row[after + 1 :],
-            )
 
 
-def _hash(row: tuple[Any, ...]) -> str:
-    return hashlib.sha256(canonical_row(row[:_HASH])).hexdigest()
+def _decoded(row: tuple[Any, ...], seq: int | None, loads: Callable[[str], Any]) -> list[Any]:
+    fields = list(row[:_HASH])
+    if seq is not None:
+        fields[_SEQ] = seq
+    for index in (_BEFORE, _AFTER):
+        if fields[index] is not None:
+            fields[index] = loads(fields[index])
+    return fields
+
+
+def _intact(row: tuple[Any, ...], seq: int | None = None) -> bool:
+    """Whether the row's content hashes to its stored hash (as recorded at `seq`, if given).
+
+    orjson first, both to decode the snapshots and to write the canonical form; when that finds
+    no match (orjson reads integers beyond 64 bits as floats, writes some floats otherwise, or
+    refuses), the json module's exact path decides. A match of orjson's bytes is sound: bytes
+    that hash to the stored hash are, short of a SHA-256 collision, the very bytes hashed when
+    the event was written, so the row holds the values it held then.
+    """
+    expected = row[_HASH]
+    try:
+        fast = canonical_row_fast(_decoded(row, seq, orjson.loads))
+    except (orjson.JSONDecodeError, TypeError):
+        pass
+    else:
+        if hashlib.sha256(fast).hexdigest() == expected:
+            return True
+    exact = canonical_row(_decoded(row, seq, json.loads))
+    return hashlib.sha256(exact).hexdigest() == expected
 
 
 def _recorded_at(row: tuple[Any, ...]) -> int | None:
@@ -144,7 +170,7 @@ def _recorded_at(row: tuple[Any, ...]) -> int | None:
     candidates.update(seq + 1 for seq in before[:10])
     candidates.discard(row[_SEQ])
     for seq in sorted(candidates):
-        if _hash((seq, *row[1:])) == row[_HASH]:
+        if _intact(row, seq):
             return seq
     return None
 
@@ -168,7 +194,7 @@ def _check_row(row: tuple[Any, ...], expected: int | None, prev_hash: str | None
     seq = row[_SEQ]
     if expected is not None and seq != expected:
         raise _Stop(_missing(expected, seq))
-    if _hash(row) != row[_HASH]:
+    if not _intact(row):
         original = _recorded_at(row)
         if original is not None:
             raise _Stop(

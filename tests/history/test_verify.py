@@ -15,9 +15,19 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core.management import call_command
+from django.db import transaction
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from registry import services, tasks
-from registry.events import event_canonical, event_hash
+from registry.events import (
+    canonical_row,
+    canonical_row_fast,
+    event_canonical,
+    event_hash,
+    event_record,
+)
 from registry.history.checkpoints import (
     checkpoint_create,
     checkpoint_key_id,
@@ -473,3 +483,75 @@ def actor_tx(django_user_model):
     from accounts.actors import Actor
 
     return Actor(user=django_user_model.objects.create_user(username="alice", password="pw-12345"))
+
+
+# The fast path (orjson) and the exact one (the json module) of the hash check.
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _floats_in(value) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_floats_in(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_floats_in(item) for item in value)
+    return False
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(after=st.dictionaries(st.text(max_size=8), _json_values, max_size=5), comment=st.text())
+def test_the_fast_canonical_form_is_the_exact_one(after, comment):
+    """Byte for byte alike without floats; with them, at least the same values (so a row the
+    fast path does not match is one the exact path decides, never a different reading)."""
+    row = [7, "model.created", "2026-03-03T09:00:00.000000Z", 1, "ann", None, "api"]
+    row += ["127.0.0.1", "r-1", 3, "m", None, None, after, comment, "0" * 64]
+    exact = canonical_row(row)
+    try:
+        fast = canonical_row_fast(row)
+    except TypeError:  # an integer beyond 64 bits: orjson refuses, the exact path decides
+        return
+    if _floats_in(after):
+        assert json.loads(fast) == json.loads(exact)
+    else:
+        assert fast == exact
+
+
+def test_snapshots_orjson_reads_otherwise_still_verify(db, actor):
+    """Integers beyond 64 bits (orjson reads them as floats, or refuses to write them) and
+    floats it writes in another exponent form: the exact path confirms them."""
+    with transaction.atomic():
+        event_record(
+            type="model.tag_set",
+            actor=actor,
+            model_name="odd-values",
+            after={"big": 2**70, "negative": -(2**64) - 1, "tiny": 1e-07, "huge": 1e300},
+        )
+    assert Event.objects.get().after["big"] == 2**70
+
+    verdict = history_verify()
+
+    assert verdict.ok, verdict.summary()
+    assert verdict.events == 1
+
+
+def test_an_edit_of_a_large_integer_is_found(db, actor):
+    with transaction.atomic():
+        event_record(type="model.tag_set", actor=actor, model_name="m", after={"n": 2**70})
+    tamper(
+        "UPDATE registry_event SET after = %s WHERE seq = 1",
+        [json.dumps({"n": 2**70 + 1})],
+    )
+
+    assert problem(history_verify()) == (1, "edited")
