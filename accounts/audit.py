@@ -8,12 +8,16 @@ Snapshots hold who may do what, never a secret: no token digest, no password has
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import models
+from django.db import models, transaction
+from django.db.models import signals
 from django.utils.module_loading import import_string
 
 from accounts.actors import Actor
@@ -83,3 +87,48 @@ def user_snapshot(user: Any) -> dict[str, Any]:
 
 def group_snapshot(group: Group) -> dict[str, Any]:
     return {"name": group.name, "permissions": _permissions(group.permissions)}
+
+
+@contextlib.contextmanager
+def user_saves_recorded(actor: Actor, *, password: bool = False) -> Iterator[None]:
+    """Record each user saved inside the block: `user.created` for a new one, else
+    `user.password_changed` (with `password`) or `user.updated` when the snapshot changed.
+
+    For Django's own doors that save users themselves: `createsuperuser`, `changepassword` and
+    the admin's "change my password" page. The event is written in the save's transaction when
+    there is one (the admin page runs in one); the commands save in autocommit, after their
+    prompts (a transaction around those would hold SQLite's write lock while someone types), so
+    there the event follows in a transaction of its own, right after the save.
+    """
+    user_model = get_user_model()
+    stored: dict[Any, dict[str, Any]] = {}
+
+    def remember(sender: Any, instance: Any, raw: bool = False, **kwargs: Any) -> None:
+        if instance.pk is not None and not raw:
+            found = user_model._default_manager.filter(pk=instance.pk).first()
+            if found is not None:
+                stored[instance.pk] = user_snapshot(found)
+
+    def record(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
+        if raw:
+            return
+        before = None if created else stored.pop(instance.pk, None)
+        after = user_snapshot(instance)
+        if created:
+            kind = AccountEvent.USER_CREATED
+        elif password:
+            kind = AccountEvent.USER_PASSWORD_CHANGED
+        elif after != before:
+            kind = AccountEvent.USER_UPDATED
+        else:
+            return
+        with transaction.atomic():
+            account_event_record(type=kind, actor=actor, before=before, after=after)
+
+    signals.pre_save.connect(remember, sender=user_model, weak=False)
+    signals.post_save.connect(record, sender=user_model, weak=False)
+    try:
+        yield
+    finally:
+        signals.pre_save.disconnect(remember, sender=user_model)
+        signals.post_save.disconnect(record, sender=user_model)

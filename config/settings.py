@@ -77,7 +77,10 @@ if _proxy_ssl_header:
 SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin site, with its password page recorded in the history.
+    "accounts.admin_site.AdminConfig",
+    # Before django.contrib.auth: its createsuperuser and changepassword, recorded too.
+    "accounts",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -88,7 +91,6 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "pgtrigger",
-    "accounts",
     "registry",
     "workflows",
     "webhooks",

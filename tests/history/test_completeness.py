@@ -26,9 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth.management.commands import changepassword
 from django.contrib.auth.models import Group
 from django.core.management import call_command, get_commands
 from django.test import Client, RequestFactory
@@ -940,6 +942,35 @@ def test_every_admin_door_records_its_events_complete(
     assert history_verify().ok
 
 
+def test_the_admin_change_my_password_page_is_recorded(world, client):
+    """The site's own page (not a ModelAdmin's), where a staff member changes their password."""
+    root = world.users["root"]
+    client.force_login(root)
+    url = ADMIN + "password_change/"
+    seq = last_seq()
+    assert client.get(url).status_code == 200
+    response = client.post(
+        url,
+        {
+            "old_password": PASSWORD,
+            "new_password1": "root-new-pw-41",
+            "new_password2": "root-new-pw-41",
+        },
+        HTTP_X_REQUEST_ID="admin-own-password",
+        REMOTE_ADDR=CLIENT_IP,
+    )
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    assert_recorded(
+        seq,
+        last_seq(),
+        Door(root, Source.ADMIN, "admin-own-password"),
+        (changed(AccountEvent.USER_PASSWORD_CHANGED, None),),
+        world.ids,
+    )
+    root.refresh_from_db()
+    assert root.check_password("root-new-pw-41")
+
+
 # --- tasks and commands -----------------------------------------------------------------------
 
 
@@ -1074,8 +1105,38 @@ def _export_history(world: World) -> None:
     _shell_events(seq, (created(EventType.HISTORY_EXPORTED, None),))
 
 
+def _createsuperuser(world: World) -> None:
+    seq = last_seq()
+    with mock.patch.dict(os.environ, {"DJANGO_SUPERUSER_PASSWORD": "an-ops-password-9"}):
+        call_command(
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "ops",
+            "--email",
+            "ops@example.com",
+            stdout=io.StringIO(),
+        )
+    _shell_events(seq, (created(AccountEvent.USER_CREATED, None),))
+    event = Event.objects.get(seq=seq + 1)
+    assert (event.after["username"], event.after["is_superuser"]) == ("ops", True)
+    assert "password" not in json.dumps(event.after)
+
+
+def _changepassword(world: World) -> None:
+    seq = last_seq()
+    with mock.patch.object(changepassword.Command, "_get_pass", return_value="gus-new-pw-93"):
+        call_command("changepassword", "gus", stdout=io.StringIO())
+    _shell_events(seq, (changed(AccountEvent.USER_PASSWORD_CHANGED, None),))
+    world.users["gus"].refresh_from_db()
+    assert world.users["gus"].check_password("gus-new-pw-93")
+
+
 # Every management command of the project's apps, and what it records.
 COMMANDS: dict[str, Callable[[World], None]] = {
+    # Django's own, overridden in accounts to record what they change.
+    "changepassword": _changepassword,
+    "createsuperuser": _createsuperuser,
     "create_token": _create_token,
     "ensure_admin": _ensure_admin,
     "export_history": _export_history,
