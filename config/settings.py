@@ -329,6 +329,11 @@ MODELGATE_ANONYMOUS_READ = env_bool("MODELGATE_ANONYMOUS_READ")
 MODELGATE_AUTH_FAILURES_PER_MINUTE = int(os.environ.get("MODELGATE_AUTH_FAILURES_PER_MINUTE", "30"))
 # Events whose publishing has not finished after this long are picked up by the sweeper.
 MODELGATE_EVENT_REPUBLISH_AFTER_SECONDS = 30
+# A queued publishing task is trusted to come this long; past it the next append queues another
+# (registry/publishing.py: one task per burst of events, not one per event; 0: one per append).
+MODELGATE_EVENT_PUBLISH_PENDING_SECONDS = float(
+    os.environ.get("MODELGATE_EVENT_PUBLISH_PENDING_SECONDS", "5")
+)
 # --- Limits (docs/operations.md, "Hardening") -----------------------------------------------
 # The largest page a native list answers; `page_size` above it is a 400, never clamped.
 MODELGATE_MAX_PAGE_SIZE = int(os.environ.get("MODELGATE_MAX_PAGE_SIZE", "1000"))

@@ -5,17 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import orjson
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from accounts.actors import Actor
+from registry.inserts import insert_sql
 from registry.models import (
     Event,
     EventChainHead,
@@ -23,7 +23,7 @@ from registry.models import (
     ModelVersion,
     RegisteredModel,
 )
-from registry.publishing import event_publish_on_commit
+from registry.publishing import events_publish_on_commit, publish_due
 
 GENESIS_HASH = "0" * 64
 
@@ -169,12 +169,19 @@ def event_hash(event: Event) -> str:
     return hashlib.sha256(event_canonical(event)).hexdigest()
 
 
-def _chain_head_locked() -> EventChainHead:
+def _chain_head_locked(connection: BaseDatabaseWrapper) -> EventChainHead:
     """The chain head under its row lock, recreated from the last event if the row is missing.
 
     A migration creates the row; it can only be missing after a table flush (transactional
     tests) or a manual deletion, and the chain then continues from the last event.
     """
+    if connection.vendor == "postgresql":
+        # The ORM's query for this, compiled on every append, costs more than the round trip.
+        with connection.cursor() as cursor:
+            cursor.execute(_head_sql(connection.vendor)[0])
+            row = cursor.fetchone()
+        if row is not None:
+            return EventChainHead(pk=1, seq=row[0], hash=row[1], publish_queued_at=row[2])
     head = EventChainHead.objects.select_for_update().filter(pk=1).first()
     if head is not None:
         return head
@@ -189,6 +196,26 @@ def _chain_head_locked() -> EventChainHead:
     except IntegrityError:
         pass  # another writer recreated it first
     return EventChainHead.objects.select_for_update().get(pk=1)
+
+
+@cache
+def _head_sql(vendor: str) -> tuple[str, str]:
+    """The head's locking read and its update (identifiers quoted, every value a parameter)."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    head = EventChainHead._meta
+    table, pk, seq, hash_, queued = (
+        quote(name)
+        for name in (
+            head.db_table,
+            head.pk.column,
+            head.get_field("seq").column,
+            head.get_field("hash").column,
+            head.get_field("publish_queued_at").column,
+        )
+    )
+    select = f"SELECT {seq}, {hash_}, {queued} FROM {table} WHERE {pk} = 1 FOR UPDATE"  # noqa: S608
+    update = f"UPDATE {table} SET {seq} = %s, {hash_} = %s, {queued} = %s WHERE {pk} = 1"  # noqa: S608
+    return select, update
 
 
 def chain_head_seq() -> int:
@@ -216,11 +243,12 @@ def event_record(
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("event_record must be called inside the change's transaction")
-    head = _chain_head_locked()
+    head = _chain_head_locked(connection)
+    now = timezone.now()
     event = Event(
         seq=head.seq + 1,
         type=str(type),
-        created_at=timezone.now(),
+        created_at=now,
         actor_id=actor.user_id,
         actor_name=actor.name,
         actor_token=actor.token_prefix,
@@ -236,13 +264,27 @@ def event_record(
         prev_hash=head.hash,
     )
     event.hash = event_hash(event)
-    _append(connection, event, EventOutbox(event=event, created_at=event.created_at))
-    event_publish_on_commit(event.seq)
+    # One publishing task per burst of events (registry/publishing.py).
+    queue = publish_due(head.publish_queued_at, now)
+    _append(
+        connection,
+        event,
+        EventOutbox(event=event, created_at=now),
+        queued_at=now if queue else head.publish_queued_at,
+    )
+    if queue:
+        events_publish_on_commit()
     return event
 
 
-def _append(connection: BaseDatabaseWrapper, event: Event, outbox: EventOutbox) -> None:
-    """Write the event, its outbox row and the new chain head.
+def _append(
+    connection: BaseDatabaseWrapper,
+    event: Event,
+    outbox: EventOutbox,
+    *,
+    queued_at: datetime | None,
+) -> None:
+    """Write the event, its outbox row and the new chain head (with its publishing mark).
 
     Every append waits for the head's row lock, held until the writer commits, so each round
     trip made under it delays every other writer. On PostgreSQL the three writes are one
@@ -252,33 +294,15 @@ def _append(connection: BaseDatabaseWrapper, event: Event, outbox: EventOutbox) 
     if connection.vendor != "postgresql":
         event.save(force_insert=True)
         outbox.save(force_insert=True)
-        EventChainHead.objects.filter(pk=1).update(seq=event.seq, hash=event.hash)
-        return
-    event_sql, event_params = _insert_sql(connection, event)
-    outbox_sql, outbox_params = _insert_sql(connection, outbox)
-    quote = connection.ops.quote_name
-    head = EventChainHead._meta
-    table, seq, hash_, pk = (
-        quote(name)
-        for name in (
-            head.db_table,
-            head.get_field("seq").column,
-            head.get_field("hash").column,
-            head.pk.column,
+        EventChainHead.objects.filter(pk=1).update(
+            seq=event.seq, hash=event.hash, publish_queued_at=queued_at
         )
-    )
-    # Identifiers quoted, the INSERTs from the ORM's compiler, every value a parameter.
-    update = f"UPDATE {table} SET {seq} = %s, {hash_} = %s WHERE {pk} = %s"  # noqa: S608
-    sql = f"WITH appended AS ({event_sql}), queued AS ({outbox_sql}) {update}"
+        return
+    event_sql, event_params = insert_sql(connection, event)
+    outbox_sql, outbox_params = insert_sql(connection, outbox)
+    head_update = _head_sql(connection.vendor)[1]
+    sql = f"WITH appended AS ({event_sql}), queued AS ({outbox_sql}) {head_update}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*event_params, *outbox_params, event.seq, event.hash, 1])
+        cursor.execute(sql, [*event_params, *outbox_params, event.seq, event.hash, queued_at])
     event._state.adding = outbox._state.adding = False
     event._state.db = outbox._state.db = connection.alias
-
-
-def _insert_sql(connection: BaseDatabaseWrapper, obj: Model) -> tuple[str, tuple[Any, ...]]:
-    """The INSERT the ORM would run for `obj` (every concrete field, as save() prepares it)."""
-    query = InsertQuery(type(obj))
-    query.insert_values(type(obj)._meta.local_concrete_fields, [obj])
-    ((sql, params),) = query.get_compiler(connection=connection).as_sql()
-    return sql, tuple(params)

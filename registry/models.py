@@ -228,6 +228,10 @@ class EventChainHead(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
+    # When a writer last queued the publishing task (None: no task waiting). Read and set under
+    # the row lock every append takes anyway, so one task is queued per burst of events, not
+    # one per event; the task clears it before it reads the outbox (registry/publishing.py).
+    publish_queued_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"head #{self.seq}"

@@ -1,15 +1,26 @@
-"""The outbox side of the event log: hand each committed event to the configured consumers.
+"""The outbox side of the event log: hand committed events to the configured consumers.
 
 Consumers are callables `consumer(event)` named by dotted path in MODELGATE_EVENT_CONSUMERS. They
 must be idempotent: an event is handed over again when a previous attempt failed or its worker
 died before the outbox row was removed.
+
+Writers do not queue one task per event. The chain head carries `publish_queued_at`, read and set
+under the row lock every append takes anyway: the first event of a burst queues the publishing
+task (after its commit) and marks the head; later appends see the mark and queue nothing. The task
+hands over the events in seq order, in batches, then clears the mark and hands over whatever was
+committed before it cleared it. So an event that found the mark was committed before the mark was
+cleared, and the task that cleared it reads it; one committed after finds no mark and queues the
+next task. A mark older than MODELGATE_EVENT_PUBLISH_PENDING_SECONDS is not trusted (its message
+may be lost: broker flushed, process killed between commit and send, task killed mid-run), and the
+beat sweeper still publishes whatever stays in the outbox past
+MODELGATE_EVENT_REPUBLISH_AFTER_SECONDS.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from functools import cache
 
 from django.conf import settings
@@ -17,11 +28,14 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from registry.models import Event, EventOutbox
+from registry.models import Event, EventChainHead, EventOutbox
 
 logger = logging.getLogger(__name__)
 
 Consumer = Callable[[Event], None]
+
+# Events handed over per transaction of the publishing task.
+PUBLISH_BATCH = 200
 
 
 @cache
@@ -33,46 +47,121 @@ def event_consumers() -> list[Consumer]:
     return _consumers(tuple(settings.MODELGATE_EVENT_CONSUMERS))
 
 
-def event_publish_on_commit(seq: int) -> None:
-    """Queue the event for publishing once the surrounding transaction commits."""
-    from registry.tasks import event_publish as task
+def publish_due(queued_at: datetime | None, now: datetime) -> bool:
+    """Whether an append must queue the publishing task: no task is marked as queued, or the
+    mark is too old to trust."""
+    if queued_at is None:
+        return True
+    return now - queued_at >= timedelta(seconds=settings.MODELGATE_EVENT_PUBLISH_PENDING_SECONDS)
+
+
+def events_publish_on_commit() -> None:
+    """Queue the publishing task once the surrounding transaction commits."""
+    from registry.tasks import events_publish as task
 
     def send() -> None:
         try:
-            task.delay(seq)
+            task.delay()
         except Exception:
-            # The broker is down: the sweeper publishes the event later from the outbox.
-            logger.warning("could not queue event %s for publishing", seq, exc_info=True)
+            # The broker is down: a later append (once the mark is stale) or the sweeper
+            # publishes the events from the outbox.
+            logger.warning("could not queue the publishing of events", exc_info=True)
 
     transaction.on_commit(send)
 
 
+def _hand_over_one(entry: EventOutbox, consumers: Sequence[Consumer]) -> bool:
+    """Hand one locked outbox entry to every consumer; on failure count it on the row."""
+    try:
+        # In a savepoint: a consumer failing in the database rolls back its own writes and
+        # leaves the transaction usable, so the failure is still counted below.
+        with transaction.atomic():
+            for consumer in consumers:
+                consumer(entry.event)
+    except Exception as exc:
+        logger.exception("publishing event %s failed", entry.pk)
+        EventOutbox.objects.filter(pk=entry.pk).update(
+            attempts=entry.attempts + 1, last_error=repr(exc)[:2000]
+        )
+        return False
+    return True
+
+
+def _hand_over(entries: list[EventOutbox]) -> list[int]:
+    """Hand locked outbox entries to every consumer, in order; returns the seqs that went."""
+    consumers = event_consumers()
+    if not consumers:
+        return [entry.pk for entry in entries]
+    return [entry.pk for entry in entries if _hand_over_one(entry, consumers)]
+
+
+def _outbox_locked(**filters: object) -> list[EventOutbox]:
+    return list(
+        EventOutbox.objects.select_for_update(of=("self",))
+        .select_related("event")
+        .filter(**filters)
+        .order_by("pk")[:PUBLISH_BATCH]
+    )
+
+
+def events_publish() -> int:
+    """Hand every event committed so far to the consumers, in seq order; returns how many went.
+
+    The head's mark stays set while this runs, so appends meanwhile queue nothing and leave their
+    events to it: once through the outbox, it clears the mark and reads how far the chain got,
+    and hands over what came in between (see the module doc). Rows are locked waiting, not
+    skipped, so two runs at once take turns and consumers still see events in order. Rows that
+    failed before are left to the sweeper, as is a row that fails now (it is counted and this
+    run goes on).
+    """
+    upto = _head_seq()
+    published = _drain(after=0, upto=upto)
+    EventChainHead.objects.filter(pk=1).update(publish_queued_at=None)
+    # Every event up to the head's seq is committed (the head moves in the event's
+    # transaction); a later one found no mark and queued another run.
+    last = _head_seq()
+    if last is None or upto is None or last > upto:
+        published += _drain(after=upto or 0, upto=last)
+    return published
+
+
+def _head_seq() -> int | None:
+    return EventChainHead.objects.filter(pk=1).values_list("seq", flat=True).first()
+
+
+def _drain(*, after: int, upto: int | None) -> int:
+    """Hand over the unfailed outbox rows after `after` up to `upto` (None: no bound)."""
+    bound = {} if upto is None else {"pk__lte": upto}
+    published = 0
+    while True:
+        with transaction.atomic():
+            entries = _outbox_locked(pk__gt=after, attempts=0, **bound)
+            if not entries:
+                break
+            done = _hand_over(entries)
+            if done:
+                EventOutbox.objects.filter(pk__in=done).delete()
+        published += len(done)
+        after = entries[-1].pk
+        if len(entries) < PUBLISH_BATCH:
+            break  # the statement saw every committed row in range (they are all committed)
+    return published
+
+
 def event_publish(*, seq: int) -> bool:
-    """Hand one event to every consumer, then drop it from the outbox.
+    """Hand one event to every consumer, then drop it from the outbox (the sweeper's way).
 
     Returns False when the event was already published (or is being published by another
-    worker, which holds the outbox row lock).
+    worker, which holds the outbox row lock), or when a consumer failed.
     """
     with transaction.atomic():
         entry = (
-            EventOutbox.objects.select_for_update(skip_locked=True)
+            EventOutbox.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("event")
             .filter(pk=seq)
             .first()
         )
-        if entry is None:
-            return False
-        try:
-            # In a savepoint: a consumer failing in the database rolls back its own writes and
-            # leaves the transaction usable, so the failure is still counted below.
-            with transaction.atomic():
-                for consumer in event_consumers():
-                    consumer(entry.event)
-        except Exception as exc:
-            logger.exception("publishing event %s failed", seq)
-            EventOutbox.objects.filter(pk=seq).update(
-                attempts=entry.attempts + 1, last_error=repr(exc)[:2000]
-            )
+        if entry is None or not _hand_over_one(entry, event_consumers()):
             return False
         entry.delete()
     return True

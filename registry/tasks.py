@@ -4,8 +4,15 @@ from registry import publishing
 from registry.history import checkpoints
 
 
+@shared_task(name="registry.tasks.events_publish")
+def events_publish() -> int:
+    """Hand every committed event to the consumers, in order (queued once per burst)."""
+    return publishing.events_publish()
+
+
 @shared_task(name="registry.tasks.event_publish")
 def event_publish(seq: int) -> bool:
+    """One event (messages queued before events_publish existed are still accepted)."""
     return publishing.event_publish(seq=seq)
 
 

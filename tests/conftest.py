@@ -65,6 +65,14 @@ def _celery_eager():
 
 
 @pytest.fixture(autouse=True)
+def _publishing_run_per_append(settings):
+    """Tests drop the on-commit callbacks of what they set up, so a publishing run marked as
+    queued there never comes: every append queues its own (registry/publishing.py; the tests
+    of that debounce turn it back on)."""
+    settings.MODELGATE_EVENT_PUBLISH_PENDING_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Production hashers cost ~0.3 s a password by design; tests need not pay that."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

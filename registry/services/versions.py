@@ -1,5 +1,7 @@
 """Writes on model versions: creation, edits, stage transitions, soft deletion, tags."""
 
+from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.db import transaction
@@ -10,6 +12,7 @@ from config.errors import InvalidParameter, NotFound
 from registry.choices import EventType, Stage
 from registry.events import event_record, version_snapshot
 from registry.guards import GuardedWrite, alias_target, guards_check
+from registry.inserts import insert
 from registry.models import ModelAlias, ModelVersion, ModelVersionTag, RegisteredModel
 from registry.refusals import Refusal, refusal_noted, refusals_recorded
 from registry.services.models import model_lock
@@ -52,12 +55,9 @@ def version_create(
     source = validate_source(source)
     run_id = validate_run_id(run_id)
     tag_values = validate_tags(tags)
-    model = model_lock(model)
-    model.last_version += 1
     now = timezone.now()
-    model.updated_at = now
-    model.save(update_fields=["last_version", "updated_at"])
-    version = ModelVersion.objects.create(
+    model = _model_take_number(model, now)
+    version = ModelVersion(
         model=model,
         version=model.last_version,
         source=source,
@@ -72,6 +72,7 @@ def version_create(
         created_at=now,
         updated_at=now,
     )
+    insert(transaction.get_connection(), version)
     ModelVersionTag.objects.bulk_create(
         ModelVersionTag(version=version, key=key, value=value) for key, value in tag_values.items()
     )
@@ -84,6 +85,46 @@ def version_create(
         after=version_snapshot(version, tags=dict(tag_values), aliases=[]),
     )
     return version
+
+
+def _model_take_number(model: RegisteredModel, now: datetime) -> RegisteredModel:
+    """Lock the model row and take its next version number; the model as it is now.
+
+    model_lock and the counter's update; on PostgreSQL one statement (the UPDATE takes the row
+    lock, and a concurrent one waits for it and then counts on from the committed number).
+    """
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        model = model_lock(model)
+        model.last_version += 1
+        model.updated_at = now
+        model.save(update_fields=["last_version", "updated_at"])
+        return model
+    names, sql = _take_number_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, model.pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise RegisteredModel.DoesNotExist(f"Registered model {model.pk} does not exist.")
+    return RegisteredModel.from_db(connection.alias, names, row)
+
+
+@cache
+def _take_number_sql() -> tuple[list[str], str]:
+    from django.db import connection
+
+    quote = connection.ops.quote_name
+    meta = RegisteredModel._meta
+    fields = meta.concrete_fields
+    columns = {field.name: quote(field.column) for field in fields}
+    last, updated = columns["last_version"], columns["updated_at"]
+    returning = ", ".join(columns.values())
+    # Identifiers quoted from the model's metadata, every value a parameter.
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {last} = {last} + 1, {updated} = %s "  # noqa: S608
+        f"WHERE {quote(meta.pk.column)} = %s RETURNING {returning}"
+    )
+    return [field.attname for field in fields], sql
 
 
 def _touch(version: ModelVersion, now: Any = None) -> None:

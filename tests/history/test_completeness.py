@@ -1042,6 +1042,7 @@ TASKS: dict[str, Callable[[World], None]] = {
     "workflows.tasks.requests_sweep": _sweep_expires_and_applies,
     # Publishing hands events to consumers and signing a checkpoint adds a checkpoint row:
     # neither changes the registry, neither records an event.
+    "registry.tasks.events_publish": _records_nothing(lambda w: tasks.events_publish()),
     "registry.tasks.event_publish": _records_nothing(lambda w: tasks.event_publish(last_seq())),
     "registry.tasks.events_republish_stale": _records_nothing(
         lambda w: tasks.events_republish_stale()

@@ -20,3 +20,20 @@ def explode(event: Event) -> None:
 def db_error(event: Event) -> None:
     """Fail inside the database, as a consumer writing a duplicate row would."""
     EventChainHead.objects.create(pk=1)
+
+
+def fail_on_2(event: Event) -> None:
+    """Fail for event 2 only."""
+    if event.seq == 2:
+        raise RuntimeError("downstream refused event 2")
+
+
+def record_and_append_once(event: Event) -> None:
+    """Remember the event; on event 1, append another one, as a writer committing while a
+    publishing run works would."""
+    from accounts.actors import Actor
+    from registry import services
+
+    record(event)
+    if event.seq == 1:
+        services.model_create(name="meanwhile", actor=Actor.system())

@@ -20,8 +20,9 @@ from config.errors import Conflict, NotFound
 from registry import selectors, services
 from registry.choices import EventType, Stage
 from registry.events import GENESIS_HASH, event_hash
-from registry.models import Event, EventChainHead, ModelVersion, RegisteredModel
+from registry.models import Event, EventChainHead, EventOutbox, ModelVersion, RegisteredModel
 from tests.factories import make_model, make_version
+from tests.registry import consumers
 
 # Generous bounds that only matter when something hangs; the whole file runs in seconds.
 START_TIMEOUT = 20.0
@@ -114,6 +115,27 @@ def test_concurrent_version_creation_numbers_1_to_50_with_a_valid_chain(actor: A
     assert [event.type for event in events] == [EventType.MODEL_CREATED] + [
         EventType.VERSION_CREATED
     ] * 50
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_appends_are_published_once_each_in_seq_order(actor: Actor, settings):
+    """Each commit that finds no publishing run marked queues one (run in the writer's thread
+    here, tasks being eager), so runs overlap with each other and with appends."""
+    settings.MODELGATE_EVENT_CONSUMERS = ["tests.registry.consumers.record"]
+    settings.MODELGATE_EVENT_PUBLISH_PENDING_SECONDS = 5
+    consumers.received.clear()
+    model = make_model(actor)
+
+    writers, _ = run_together(
+        [lambda n=n: make_version(actor, model, source=f"s3://models/fraud/{n}") for n in range(40)]
+    )
+
+    assert errors_of(writers) == []
+    assert [seq for seq, _ in consumers.received] == list(range(1, 42))
+    assert EventOutbox.objects.count() == 0
+    assert_chain_valid()
+    consumers.received.clear()
 
 
 @pytest.mark.postgres

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 RECORD = "tests.registry.consumers.record"
 EXPLODE = "tests.registry.consumers.explode"
 DB_ERROR = "tests.registry.consumers.db_error"
+FAIL_ON_2 = "tests.registry.consumers.fail_on_2"
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +35,13 @@ def _received():
 @pytest.fixture
 def record_consumer(settings):
     settings.MODELGATE_EVENT_CONSUMERS = [RECORD]
+
+
+@pytest.fixture
+def debounced(settings):
+    """A queued publishing run is trusted for 5 s, as in production (tests/conftest.py turns
+    that off for every other test)."""
+    settings.MODELGATE_EVENT_PUBLISH_PENDING_SECONDS = 5
 
 
 def do_everything(actor: Actor) -> None:
@@ -243,28 +251,149 @@ def test_an_event_is_handed_over_after_commit_and_leaves_the_outbox(
     assert Event.objects.count() == 1
 
 
-def test_each_event_of_a_transaction_is_handed_over_once_in_order(
-    actor, record_consumer, django_capture_on_commit_callbacks
+def test_a_burst_of_events_queues_one_publishing_run_that_hands_all_over_in_order(
+    actor, record_consumer, debounced, django_capture_on_commit_callbacks
 ):
-    model = make_model(actor, "m")
-    make_version(actor, model)
-    make_version(actor, model)
-
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        model = make_model(actor, "m")
+        make_version(actor, model)
+        make_version(actor, model)
         services.alias_set(model=model, alias="prod", version=1, actor=actor)
         services.version_transition(
             version=ModelVersion.objects.get(version=2),
             stage=Stage.PRODUCTION,
             actor=actor,
         )
+        # The first append marked the head as having a run queued; the others saw the mark.
+        assert EventChainHead.objects.get().publish_queued_at is not None
 
-    assert len(callbacks) == 2
+    assert len(callbacks) == 1
     assert consumers.received == [
+        (1, "registered_model.created"),
+        (2, "model_version.created"),
+        (3, "model_version.created"),
         (4, "model_version_alias.set"),
         (5, "model_version.stage_transitioned"),
     ]
-    # The three earlier events were never committed in this test, so they wait in the outbox.
-    assert list(EventOutbox.objects.order_by("pk").values_list("pk", flat=True)) == [1, 2, 3]
+    assert EventOutbox.objects.count() == 0
+    # The run cleared the mark before it read the outbox: the next append queues a new run.
+    assert EventChainHead.objects.get().publish_queued_at is None
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        make_version(actor, model)
+    assert len(callbacks) == 1
+    assert consumers.received[-1] == (6, "model_version.created")
+
+
+def test_an_append_after_the_run_cleared_the_mark_queues_another_run(
+    actor, record_consumer, debounced, django_capture_on_commit_callbacks
+):
+    model = make_model(actor, "m")  # its run is never sent (the test's transaction never commits)
+    assert publishing.events_publish() == 1  # a run clears the mark and publishes event 1
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        make_version(actor, model)
+
+    assert len(callbacks) == 1
+    assert consumers.received == [(1, "registered_model.created"), (2, "model_version.created")]
+
+
+def test_a_lost_publishing_message_is_covered_once_the_mark_is_stale(
+    actor, record_consumer, debounced, settings, django_capture_on_commit_callbacks
+):
+    model = make_model(actor, "m")  # queues a run whose message never goes out
+    head = EventChainHead.objects.get()
+    assert head.publish_queued_at is not None
+
+    # While the mark is fresh, appends trust the queued run and queue nothing.
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        make_version(actor, model)
+    assert callbacks == []
+    assert consumers.received == []
+
+    # Past MODELGATE_EVENT_PUBLISH_PENDING_SECONDS the next append queues a run again; it
+    # publishes everything waiting, in order.
+    EventChainHead.objects.update(
+        publish_queued_at=head.publish_queued_at
+        - timedelta(seconds=settings.MODELGATE_EVENT_PUBLISH_PENDING_SECONDS + 1)
+    )
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        make_version(actor, model)
+
+    assert len(callbacks) == 1
+    assert consumers.received == [
+        (1, "registered_model.created"),
+        (2, "model_version.created"),
+        (3, "model_version.created"),
+    ]
+    assert EventOutbox.objects.count() == 0
+
+
+def test_a_lost_publishing_message_is_covered_by_the_sweeper(actor, record_consumer):
+    model = make_model(actor, "m")
+    make_version(actor, model)  # both runs' messages lost: the events wait in the outbox
+    EventOutbox.objects.update(created_at=timezone.now() - timedelta(seconds=31))
+
+    assert publishing.events_republish_stale() == 2
+
+    assert consumers.received == [(1, "registered_model.created"), (2, "model_version.created")]
+    assert EventOutbox.objects.count() == 0
+
+
+def test_a_publishing_run_goes_on_after_a_failing_event_and_leaves_it_to_the_sweeper(
+    actor, settings
+):
+    settings.MODELGATE_EVENT_CONSUMERS = [RECORD, FAIL_ON_2]
+    model = make_model(actor, "m")
+    for _ in range(3):
+        make_version(actor, model)
+
+    assert publishing.events_publish() == 3
+
+    assert [seq for seq, _ in consumers.received] == [1, 2, 3, 4]
+    outbox = EventOutbox.objects.get()
+    assert (outbox.pk, outbox.attempts) == (2, 1)
+    # A later run does not retry it (the sweeper does, once it is stale).
+    make_version(actor, model)
+    assert publishing.events_publish() == 1
+    assert [seq for seq, _ in consumers.received] == [1, 2, 3, 4, 5]
+    assert list(EventOutbox.objects.values_list("pk", flat=True)) == [2]
+
+
+def test_an_event_appended_while_a_run_works_is_handed_over_by_that_run(
+    actor, settings, debounced, django_capture_on_commit_callbacks
+):
+    settings.MODELGATE_EVENT_CONSUMERS = ["tests.registry.consumers.record_and_append_once"]
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        make_model(actor, "m")
+
+    # The run's mark was still set when event 2 was appended: no second run was queued, and the
+    # run handed event 2 over after it cleared the mark.
+    assert len(callbacks) == 1
+    assert consumers.received == [(1, "registered_model.created"), (2, "registered_model.created")]
+    assert EventOutbox.objects.count() == 0
+    assert EventChainHead.objects.get().publish_queued_at is None
+
+
+def test_a_publishing_run_works_in_batches_in_seq_order(actor, record_consumer, monkeypatch):
+    monkeypatch.setattr(publishing, "PUBLISH_BATCH", 2)
+    model = make_model(actor, "m")
+    for _ in range(4):
+        make_version(actor, model)
+
+    assert publishing.events_publish() == 5
+
+    assert [seq for seq, _ in consumers.received] == [1, 2, 3, 4, 5]
+    assert EventOutbox.objects.count() == 0
+    assert publishing.events_publish() == 0
+
+
+def test_the_publishing_task_runs_a_publishing_run(actor, record_consumer):
+    make_model(actor, "m")
+
+    assert tasks.events_publish.apply().get() == 1
+
+    assert consumers.received == [(1, "registered_model.created")]
 
 
 def test_nothing_is_handed_over_before_commit(actor, record_consumer):
@@ -353,7 +482,7 @@ def test_a_broker_outage_loses_nothing(
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(tasks.event_publish, "delay", broker_down)
+    monkeypatch.setattr(tasks.events_publish, "delay", broker_down)
 
     with django_capture_on_commit_callbacks(execute=True):
         make_model(actor, "m")
