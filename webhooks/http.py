@@ -11,6 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpcore
+from django.conf import settings
 from django.utils import timezone
 
 from webhooks.ssrf import GuardedBackend
@@ -32,13 +33,18 @@ class Answer:
     retry_after: float | None = None
 
 
-_pools: dict[tuple[int, bool], httpcore.ConnectionPool] = {}
+_pools: dict[tuple[int, bool, tuple[str, ...]], httpcore.ConnectionPool] = {}
 _pools_lock = threading.Lock()
 
 
 def _pool(verify_tls: bool) -> httpcore.ConnectionPool:
-    """A keep-alive pool per process (workers fork) and per TLS verification mode."""
-    key = (os.getpid(), verify_tls)
+    """A keep-alive pool per process (workers fork) and per TLS verification mode.
+
+    Connections to a receiver's origin are reused for 30 s; each new one passes the guard when
+    it is opened (GuardedBackend). The allowed networks are part of the key, so narrowing them
+    never lets a request through on a connection the wider setting opened.
+    """
+    key = (os.getpid(), verify_tls, tuple(settings.MODELGATE_WEBHOOK_ALLOWED_NETWORKS))
     pool = _pools.get(key)
     if pool is None:
         with _pools_lock:

@@ -412,7 +412,9 @@ def test_the_api_answers_while_the_broker_is_down(stack, hooked, receiver, broke
 
 @pytest.mark.xfail(
     celery.__version__ == "5.7.0",
-    strict=True,
+    # Not strict: whether the worker still holds the unacknowledged message when Redis goes
+    # depends on timing, and when it does not the worker survives and the test passes.
+    strict=False,
     reason=(
         "Celery 5.7.0 closes the lost connection again after collecting it; the Redis channel "
         "then restores the unacknowledged messages through a transport already detached "
