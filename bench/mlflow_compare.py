@@ -686,8 +686,9 @@ Options: `--models`, `--versions`, `--write-models`, `--connections`, `--repetit
 
 Database work per request (PostgreSQL):
 
-- alias `GET`: one indexed query (the alias's version and update times, which make the ETag);
-  the body is rendered once per ETag and kept.
+- alias `GET`: one indexed query (the model's id and update time); the answer (ETag and body)
+  is rendered once per update time of the model and kept; rendering it reads the alias's
+  version and update times (which make the ETag), the version, its tags and aliases.
 - `get-latest-versions`: one indexed query (the model's id and update time); the answer is
   rendered once per update time of the model (every change to its versions, their tags or its
   aliases moves it) and kept; rendering it reads the latest version per stage (one
@@ -695,10 +696,12 @@ Database work per request (PostgreSQL):
 - `registered-models/search`: the chain head; after a change, the page of models, their tags,
   aliases, latest versions and those versions' tags: five queries whatever the page size.
 - `model-versions/search`: the chain head; after a change, the page of versions and their tags.
-- `model-versions/create`: credentials, the model, the caller's level (two), then in one
-  transaction the model lock, its counter, the version, the chain-head lock and one statement
-  appending the event, its outbox row and the new head. After the commit the web process queues
-  the event's publishing; the Celery worker publishes it (its CPU is counted as Modelgate's).
+- `model-versions/create`: credentials, then the model and the caller's level in one query,
+  then in one transaction the model lock with its counter (one `UPDATE … RETURNING`), the
+  version, the chain-head lock and one statement appending the event, its outbox row and the
+  new head. After the commit the web process queues a publishing task only when none is marked
+  as queued on the chain head; the Celery worker hands every waiting event over in seq order in
+  one go (its CPU is counted as Modelgate's).
 
 - Reads render JSON straight from `.values()` rows (no model instances, no serializers).
 - The read routes trust a verified credential and a computed permission level for
@@ -720,14 +723,15 @@ Database work per request (PostgreSQL):
   spent, per request, about 13 ms of CPU on an alias read or get-latest-versions, 46-69 ms on
   the registered-model search, 12-13 ms on the version search and 24-28 ms on a version
   creation; the run below shows the same column now.
-- Every request still goes through Django's ASGI handler: on this machine that alone costs
-  about 2.5 ms of CPU per request (uvicorn, a thread started per request for the request
-  signals, the middleware), about a third of what MLflow spends on a whole alias read. That
-  floor, not the views, is what keeps the alias and get-latest-versions ratios far from 5x.
-  Serving these reads without the per-request thread (as config/asgi.py's lean lane serves the
-  native alias poll, with the reads on the poll path's pool of threads) or in a small ASGI route
-  in front of Django is what would lift it; version creation further pays for one Celery task
-  per event (publishing), about a third of its CPU.
+- The reads (alias `GET`, `get-latest-versions`, the gets and the searches) take
+  config/asgi.py's middleware lane ("How the alias read is served" above): no thread started
+  per request, no request signals, the middleware hooks called in a row, the view on the poll
+  path's pool of threads. Django's ASGI handler alone cost about 2.5 ms of CPU per request on
+  this machine (uvicorn, a thread started per request for the request signals, the middleware),
+  about a third of what MLflow spends on a whole alias read: that floor, not the views, kept the
+  alias and get-latest-versions ratios near 2x. Writes still go through Django's handler.
+  Version creation no longer pays for one Celery task per event: publishing runs once per
+  burst of events.
 """
 
 

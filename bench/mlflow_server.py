@@ -140,7 +140,7 @@ class MlflowServer(Stack):
                 with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as response:
                     if response.status == 200:
                         return
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # refused, reset, or a timeout while it starts (URLError too)
                 pass
             time.sleep(0.5)
         raise SystemExit(f"MLflow's /health did not answer in {timeout:.0f} s; see {self.var_dir}")

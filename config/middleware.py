@@ -18,7 +18,8 @@ _SANE_ID = re.compile(r"^[\w.\-:]{1,64}$")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
-def _request_id(request: HttpRequest) -> str:
+def request_id(request: HttpRequest) -> str:
+    """The request's id: the client's X-Request-ID when it is sane, else a new one."""
     given = request.headers.get("X-Request-ID", "")
     return given if _SANE_ID.match(given) else uuid.uuid4().hex
 
@@ -38,13 +39,13 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if self.is_async:
             return self._acall(request)
-        request.request_id = _request_id(request)  # type: ignore[attr-defined]
+        request.request_id = request_id(request)  # type: ignore[attr-defined]
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        request.request_id = _request_id(request)  # type: ignore[attr-defined]
+        request.request_id = request_id(request)  # type: ignore[attr-defined]
         response = await self.get_response(request)
         response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
         return response

@@ -137,7 +137,7 @@ def alias_state(
     return state
 
 
-class _CompiledQuery:
+class CompiledQuery:
     """A queryset built and compiled once, run with new values for its named parameters.
 
     For the hottest read (the alias poll, answered hundreds of times a second): building and
@@ -177,7 +177,21 @@ class _CompiledQuery:
         return tuple(row)
 
 
-_ALIAS_STATE = _CompiledQuery(
+def model_state(*, name: str) -> tuple[int, datetime] | None:
+    """(id, update time) of the named model, in one indexed query compiled once; no permission
+    check. Every change to a model, its versions, their tags or its aliases moves its update
+    time, so the MLflow reads key the answers they keep on it."""
+    state = _MODEL_STATE.run(name=name)
+    return None if state is None else (state[0], state[1])
+
+
+_MODEL_STATE = CompiledQuery(
+    lambda name: (
+        RegisteredModel.objects.filter(name=name).values_list("pk", "updated_at").order_by("pk")[:1]
+    ),
+    name="\x00model name\x00",
+)
+_ALIAS_STATE = CompiledQuery(
     lambda model_name, alias: (
         ModelVersion.objects.filter(
             aliases__model__name=model_name, aliases__alias=alias, deleted_at__isnull=True

@@ -117,8 +117,17 @@ LEAN_PATH = "/api/v1/models/fraud/aliases/production/"
 class AsgiCall:
     """One request straight into an ASGI application, the way uvicorn makes it."""
 
-    def __init__(self, app, method: str, path: str, headers: dict[str, str], query: str = ""):
+    def __init__(
+        self,
+        app,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        query: str = "",
+        body: bytes = b"",
+    ):
         self.app = app
+        self.body = body
         self.scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -143,7 +152,7 @@ class AsgiCall:
     async def receive(self) -> dict:
         if not self.requested:
             self.requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": self.body, "more_body": False}
         await self.disconnected.wait()
         return {"type": "http.disconnect"}
 
@@ -396,6 +405,245 @@ async def test_a_long_poll_on_the_lean_lane_wakes_on_a_move_and_stops_on_disconn
     gone.disconnected.set()  # the client went away: the request stops waiting
     assert await asyncio.wait_for(task, 10) is None  # nothing sent, nothing left waiting
     assert watcher.waiting() == 0
+
+
+# --- the MLflow reads' middleware lane (config.asgi.MiddlewareLane) -----------------------------
+
+MLFLOW = "/api/2.0/mlflow/"
+
+
+def test_the_middleware_lane_takes_the_mlflow_reads_only(settings):
+    from django.urls import resolve
+
+    from config.asgi import MLFLOW_PREFIXES, ModelgateASGIHandler, mlflow_read_routes
+    from registry.mlflow import views
+
+    routes = mlflow_read_routes()
+    expected = {
+        "registered-models/get": {"GET", "HEAD"},
+        "registered-models/search": {"GET", "HEAD"},
+        "registered-models/list": {"GET", "HEAD"},
+        "registered-models/get-latest-versions": {"GET", "HEAD", "POST"},
+        "registered-models/alias": {"GET", "HEAD"},
+        "model-versions/get": {"GET", "HEAD"},
+        "model-versions/search": {"GET", "HEAD"},
+    }
+    assert {path: set(methods) for path, (_, methods) in routes.items()} == {
+        prefix + route: expected[route] for prefix in MLFLOW_PREFIXES for route in expected
+    }
+    for path, (match, _) in routes.items():
+        assert resolve(path).func is match.func
+    assert routes[MLFLOW + "registered-models/alias"][0].func.view_class is (
+        views.RegisteredModelAliasApi
+    )
+
+    handler = ModelgateASGIHandler()
+
+    def scope(method: str, path: str) -> dict:
+        return {"type": "http", "method": method, "path": path, "root_path": ""}
+
+    settings.MODELGATE_POLL_THREADS = 2
+    assert handler.mlflow_read(scope("GET", MLFLOW + "registered-models/alias"))
+    assert handler.mlflow_read(
+        scope("POST", "/ajax-api/2.0/mlflow/registered-models/get-latest-versions")
+    )
+    assert not handler.mlflow_read(scope("POST", MLFLOW + "registered-models/alias"))  # a write
+    assert not handler.mlflow_read(scope("DELETE", MLFLOW + "registered-models/alias"))
+    assert not handler.mlflow_read(scope("POST", MLFLOW + "model-versions/create"))
+    assert not handler.mlflow_read(scope("GET", MLFLOW + "model-versions/get-download-uri"))
+    assert not handler.mlflow_read(scope("GET", MLFLOW + "registered-models/alias/"))
+    assert not handler.mlflow_read(
+        {**scope("GET", MLFLOW + "model-versions/get"), "root_path": "/x"}
+    )
+    assert not handler.mlflow_read({"type": "lifespan"})
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]
+    assert not handler.mlflow_read(scope("GET", MLFLOW + "model-versions/get"))  # unknown stack
+    del settings.MIDDLEWARE
+    settings.MODELGATE_POLL_THREADS = 0
+    assert not handler.mlflow_read(scope("GET", MLFLOW + "model-versions/get"))
+
+
+JSON = {"Content-Type": "application/json"}
+MLFLOW_CASES = {
+    # case: (method, route, query, body, extra headers)
+    "alias": ("GET", "registered-models/alias", "name=fraud&alias=production", b"", {}),
+    "alias head": ("HEAD", "registered-models/alias", "name=fraud&alias=production", b"", {}),
+    "alias not modified": (
+        "GET",
+        "registered-models/alias",
+        "name=fraud&alias=production",
+        b"",
+        {"If-None-Match": "etag"},
+    ),
+    "unknown alias": ("GET", "registered-models/alias", "name=fraud&alias=nope", b"", {}),
+    "unknown model": ("GET", "registered-models/alias", "name=nope&alias=production", b"", {}),
+    "missing parameter": ("GET", "registered-models/alias", "name=fraud", b"", {}),
+    "nul": ("GET", "registered-models/alias", "name=fr%00aud&alias=production", b"", {}),
+    "latest": ("POST", "registered-models/get-latest-versions", "", b'{"name": "fraud"}', JSON),
+    "latest stages": (
+        "POST",
+        "registered-models/get-latest-versions",
+        "",
+        b'{"name": "fraud", "stages": ["None", "Staging"]}',
+        JSON,
+    ),
+    "latest bad stage": (
+        "POST",
+        "registered-models/get-latest-versions",
+        "",
+        b'{"name": "fraud", "stages": ["Later"]}',
+        JSON,
+    ),
+    "latest bad json": ("POST", "registered-models/get-latest-versions", "", b'{"name":', JSON),
+    "latest not json": (
+        "POST",
+        "registered-models/get-latest-versions",
+        "",
+        b"name=fraud",
+        {"Content-Type": "text/plain"},
+    ),
+    "latest get": ("GET", "registered-models/get-latest-versions", "name=fraud", b"", {}),
+    "model": ("GET", "registered-models/get", "name=fraud", b"", {}),
+    "version": ("GET", "model-versions/get", "name=fraud&version=2", b"", {}),
+    "unknown version": ("GET", "model-versions/get", "name=fraud&version=9", b"", {}),
+    "search models": ("GET", "registered-models/search", "filter=name+LIKE+%27fr%25%27", b"", {}),
+    "search bad filter": ("GET", "registered-models/search", "filter=name+~+1", b"", {}),
+    "list": ("GET", "registered-models/list", "", b"", {}),
+    "search versions": ("GET", "model-versions/search", "filter=name%3D%27fraud%27", b"", {}),
+    "preview prefix": ("GET", "registered-models/get", "name=fraud", b"", {}),
+    "ajax prefix": ("GET", "registered-models/get", "name=fraud", b"", {}),
+    "no credentials": ("GET", "registered-models/get", "name=fraud", b"", {}),
+    "wrong password": ("GET", "registered-models/get", "name=fraud", b"", {}),
+    "no grant": ("GET", "registered-models/get", "name=fraud", b"", {}),
+    "disallowed host": ("GET", "registered-models/get", "name=fraud", b"", {}),
+    "session cookie": ("GET", "registered-models/get", "name=fraud", b"", {}),
+}
+
+
+@pytest.mark.parametrize("case", list(MLFLOW_CASES))
+async def test_the_middleware_lane_answers_as_djangos_handler_does(
+    lean, case, django_user_model, monkeypatch
+):
+    """Status, every header (in order) and body, against Django's own ASGIHandler."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    from config import asgi
+
+    method, route, query, body, extra = MLFLOW_CASES[case]
+    prefix = {"preview prefix": "/api/2.0/preview/mlflow/", "ajax prefix": "/ajax-api/2.0/mlflow/"}
+    path = prefix.get(case, MLFLOW) + route
+    headers = {**basic("pipeline"), "X-Request-ID": "lane-test-1", **extra}
+    if case == "alias not modified":
+        _, first, _ = await AsgiCall(
+            ASGIHandler(),
+            "GET",
+            path,
+            {k: v for k, v in headers.items() if k != "If-None-Match"},
+            query,
+        ).run()
+        headers["If-None-Match"] = _etag(first)
+    elif case == "no credentials":
+        del headers["Authorization"]
+    elif case == "wrong password":
+        headers["Authorization"] = "Basic " + base64.b64encode(b"pipeline:nope").decode()
+    elif case == "no grant":
+        await sync_to_async(django_user_model.objects.create_user)(
+            username="stranger", password=PASSWORD
+        )
+        headers["Authorization"] = basic("stranger")["Authorization"]
+    elif case == "disallowed host":
+        headers["Host"] = "evil.example"
+    elif case == "session cookie":
+        headers["Cookie"] = "sessionid=nonsense; csrftoken=" + "a" * 32
+
+    lanes = []
+    handle = asgi.ModelgateASGIHandler.handle_mlflow_read
+
+    async def spy(self, *args):
+        lanes.append(case)
+        return await handle(self, *args)
+
+    monkeypatch.setattr(asgi.ModelgateASGIHandler, "handle_mlflow_read", spy)
+
+    def call(app):
+        call = AsgiCall(app, method, path, headers, query, body)
+        if "Host" in headers:
+            call.scope["headers"] = [h for h in call.scope["headers"] if h[0] != b"host"]
+        return call.run()
+
+    django = await call(ASGIHandler())
+    assert lanes == []
+    lane = await call(asgi.ModelgateASGIHandler())
+    assert lanes == [case]  # the lane took it (and handed it on, for the disallowed host)
+    assert lane == django
+    assert django[0] in (200, 304, 400, 401, 404)
+
+
+async def test_the_middleware_lane_records_metrics_and_logs_with_the_request_id(lean, caplog):
+    from config import metrics
+    from config.asgi import ModelgateASGIHandler
+
+    route = "api/2.0/mlflow/registered-models/get"
+    key = (False, route, "GET", "2xx")
+    child = metrics.REQUEST_SECONDS.labels(route, "GET", "2xx")
+    before = child._sum.get(), sum(bucket.get() for bucket in child._buckets)
+    headers = {**basic("pipeline"), "X-Request-ID": "lane-metrics-1"}
+    status, _, _ = await AsgiCall(
+        ModelgateASGIHandler(), "GET", MLFLOW + "registered-models/get", headers, "name=fraud"
+    ).run()
+    assert status == 200
+    assert key in metrics._children
+    assert sum(bucket.get() for bucket in child._buckets) == before[1] + 1
+
+    with caplog.at_level("WARNING", logger="django.request"):
+        status, _, _ = await AsgiCall(
+            ModelgateASGIHandler(), "GET", MLFLOW + "registered-models/get", headers, "name=nope"
+        ).run()
+    assert status == 404
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert record.getMessage() == f"Not Found: {MLFLOW}registered-models/get"
+    assert record.request.request_id == "lane-metrics-1"
+
+
+async def test_the_pool_runs_code_in_the_requests_log_context(lean):
+    from config.logs import request_id_var
+    from registry.api.polling import in_thread
+
+    token = request_id_var.set("pool-context-1")
+    try:
+        assert await in_thread(request_id_var.get) == "pool-context-1"
+    finally:
+        request_id_var.reset(token)
+
+
+async def test_a_revoked_grant_is_refused_within_the_ttl_on_the_middleware_lane(
+    lean, settings, django_user_model
+):
+    from config.asgi import ModelgateASGIHandler
+    from registry.permissions import Level
+
+    settings.MODELGATE_POLL_AUTH_TTL = 0.2
+    model, _ = lean
+    reader = await sync_to_async(django_user_model.objects.create_user)(
+        username="reader", password=PASSWORD
+    )
+    await sync_to_async(_grant)(reader, model, Level.CAN_READ)
+    app = ModelgateASGIHandler()
+    query = "name=fraud&alias=production"
+    auth = basic("reader")
+    for _ in range(2):
+        status, _, _ = await AsgiCall(
+            app, "GET", MLFLOW + "registered-models/alias", auth, query
+        ).run()
+        assert status == 200
+
+    await sync_to_async(_grant)(reader, model, None)
+    await asyncio.sleep(0.3)
+    status, _, body = await AsgiCall(
+        app, "GET", MLFLOW + "registered-models/alias", auth, query
+    ).run()
+    assert status == 404
+    assert json.loads(body)["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
 async def _until(condition, timeout: float = 10) -> None:

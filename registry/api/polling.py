@@ -25,6 +25,7 @@ moment earlier. A 200 always reads the database.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import threading
@@ -126,9 +127,15 @@ async def _in_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
     if settings.MODELGATE_POLL_THREADS <= 0:
         return await sync_to_async(func)(*args, **kwargs)
     loop = asyncio.get_running_loop()
+    # In the caller's context, as sync_to_async runs code: log records written on the pool
+    # thread carry the request's id (config.logs).
+    context = contextvars.copy_context()
     return await loop.run_in_executor(
-        _executor(), functools.partial(_pooled, func, *args, **kwargs)
+        _executor(), functools.partial(context.run, _pooled, func, *args, **kwargs)
     )
+
+
+in_thread = _in_thread  # for config.asgi's lean lane of the MLflow reads
 
 
 def _pooled(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -245,7 +252,7 @@ async def _release_if_per_request() -> None:
 
 
 def if_none_match(request: HttpRequest) -> set[str]:
-    header = request.headers.get("If-None-Match", "")
+    header = request.META.get("HTTP_IF_NONE_MATCH", "")
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 

@@ -25,8 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, QueryDict
-from django.utils.decorators import method_decorator
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
@@ -324,7 +323,6 @@ def _recent_actor(request: Request) -> None:
 Handler = Callable[[Request, Params], "dict[str, Any] | HttpResponse"]
 
 
-@method_decorator(csrf_exempt, name="dispatch")
 class MlflowApi(View):
     """One MLflow route: `get`/`post`/`patch`/`delete(request, params)` return the response body.
 
@@ -334,6 +332,12 @@ class MlflowApi(View):
     """
 
     recent_reads: tuple[str, ...] = ()
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        # Exempt the view function rather than decorate `dispatch` with method_decorator,
+        # which re-applies the decorator (and inspects the method) on every request.
+        return csrf_exempt(super().as_view(**initkwargs))
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         method = request.method.lower() if request.method else ""

@@ -29,6 +29,7 @@ from registry.permissions import (
     Level,
     model_level,
     require_level,
+    require_level_named,
     transition_level,
     visible_models,
 )
@@ -37,8 +38,10 @@ from registry.validation import parse_stage, parse_version_number
 _DEPLOYMENT_JOB_STATES = ("NOT_SET_UP", "CONNECTED", "NOT_FOUND", "REQUIRED_PARAMETERS_CHANGED")
 _READS = ("get",)
 
-# Rendered alias answers by ETag: an ETag names one exact answer, so entries never go stale.
-_alias_bodies: LocalCache[bytes] = LocalCache(4096)
+# Rendered alias answers (ETag, body) by model, its update time and the alias: every change to
+# a model's versions, their tags or its aliases moves the model's update time (the alias ETag
+# relies on the same), so an entry never goes stale.
+_alias_bodies: LocalCache[tuple[str, bytes]] = LocalCache(4096)
 # Rendered get-latest-versions answers by model, its update time and the stages asked for: every
 # change to a model's versions, their tags or its aliases moves the model's update time (the
 # alias ETag relies on the same), so an entry never goes stale either.
@@ -213,11 +216,7 @@ class LatestVersionsApi(MlflowApi):
 
     def post(self, request: Request, params: Params) -> HttpResponse:
         name = params.required("name")
-        found = RegisteredModel.objects.filter(name=name).values_list("pk", "updated_at").first()
-        if found is None:
-            raise NotFound(f"Registered Model with name={name} not found")
-        model_id, updated_at = found
-        require_level(_actor(request), RegisteredModel(pk=model_id, name=name), Level.CAN_READ)
+        model_id, updated_at = _readable_model_state(_actor(request), name)
         stages = [parse_stage(stage, "stages") for stage in params.strings("stages")]
         wanted = tuple(stage.value for stage in stages or Stage)
         key = (model_id, updated_at, wanted)
@@ -232,14 +231,33 @@ class LatestVersionsApi(MlflowApi):
     get = post
 
 
-def _visible_model_id(request: Request, name: str, level: Level = Level.CAN_READ) -> int:
-    """The id of the named model, if the caller may do something needing `level` on it; one
-    query (selectors.model_get's NotFound / PermissionDenied rules)."""
-    model_id = RegisteredModel.objects.filter(name=name).values_list("pk", flat=True).first()
-    if model_id is None:
+# Unsaved stand-ins (id and name) for the permission checks of the reads: making a model
+# instance costs more than the rest of a kept read.
+_stand_ins: LocalCache[RegisteredModel] = LocalCache(4096)
+
+
+def _stand_in(model_id: int, name: str) -> RegisteredModel:
+    model = _stand_ins.get((model_id, name))
+    if model is None:
+        model = RegisteredModel(pk=model_id, name=name)
+        _stand_ins.put((model_id, name), model)
+    return model
+
+
+def _readable_model_state(actor: Actor, name: str) -> tuple[int, Any]:
+    """(id, update time) of the named model, if the caller may read it; one query
+    (selectors.model_get's NotFound / PermissionDenied rules)."""
+    found = selectors.model_state(name=name)
+    if found is None:
         raise NotFound(f"Registered Model with name={name} not found")
-    require_level(_actor(request), RegisteredModel(pk=model_id, name=name), level)
-    return model_id
+    require_level(actor, _stand_in(found[0], name), Level.CAN_READ)
+    return found
+
+
+def _visible_model_id(request: Request, name: str, level: Level = Level.CAN_READ) -> int:
+    """The id of the named model, if the caller may do something needing `level` on it
+    (selectors.model_get's NotFound / PermissionDenied rules); one query with the check."""
+    return require_level_named(_actor(request), name, level)
 
 
 class RegisteredModelSetTagApi(MlflowApi):
@@ -296,7 +314,12 @@ class RegisteredModelAliasApi(MlflowApi):
 
 
 def _alias_answer(actor: Actor, name: str, alias: str) -> tuple[str, bytes]:
-    """(ETag, body) of an alias read; the body is rendered once per ETag."""
+    """(ETag, body) of an alias read: one query for the model's state while the answer for it
+    is kept, else the alias's state and the version are read and the answer rendered."""
+    model_id, updated_at = _readable_model_state(actor, name)
+    kept = _alias_bodies.get((model_id, updated_at, alias))
+    if kept is not None:
+        return kept
     state = selectors.alias_state(actor=actor, model_name=name, alias=alias)
     if state is None:
         # MLflow answers an unknown alias of a known model with INVALID_PARAMETER_VALUE.
@@ -305,13 +328,12 @@ def _alias_answer(actor: Actor, name: str, alias: str) -> tuple[str, bytes]:
         )
     # The same ETag as the native alias read: the answer changes exactly when it does.
     etag = alias_etag(*state[:3])
-    body = _alias_bodies.get(etag)
-    if body is None:
-        rows = list(reads.version_values(ModelVersion.objects.filter(pk=state[0])))
-        (message,) = reads.version_messages(rows, with_aliases=True)
-        body = json_bytes({"model_version": message})
-        _alias_bodies.put(etag, body)
-    return etag, body
+    rows = list(reads.version_values(ModelVersion.objects.filter(pk=state[0])))
+    (message,) = reads.version_messages(rows, with_aliases=True)
+    answer = (etag, json_bytes({"model_version": message}))
+    # Kept under the model's state as this read saw it (a change since moved it on).
+    _alias_bodies.put((state[3], state[2], alias), answer)
+    return answer
 
 
 # --- model versions -------------------------------------------------------------------------

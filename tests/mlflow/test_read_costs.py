@@ -207,3 +207,36 @@ def test_a_session_user_is_never_remembered_under_an_authorization_header(pipeli
     response = stranger.get(search)
     assert response.status_code == 401
     assert response.json()["error_code"] == "UNAUTHENTICATED"
+
+
+def test_concurrent_misses_of_a_kept_answer_compute_it_once(monkeypatch):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from registry.mlflow import answers
+
+    answers.clear()
+    monkeypatch.setattr(answers, "_head", lambda: (7, "head-hash"))
+    caller = SimpleNamespace(user_id=1, token=None)
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def compute() -> tuple[str, bytes]:
+        calls.append(1)
+        started.set()
+        assert release.wait(5)
+        return "", b'{"registered_models":[]}'
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(answers.answer, caller, ("search",), compute)
+        assert started.wait(5)
+        waiting = [pool.submit(answers.answer, caller, ("search",), compute) for _ in range(3)]
+        release.set()
+        results = [first.result(5), *(future.result(5) for future in waiting)]
+    assert results == [("", b'{"registered_models":[]}')] * 4
+    assert calls == [1]
+    # Another caller never gets it.
+    other = SimpleNamespace(user_id=2, token=None)
+    assert answers.answer(other, ("search",), lambda: ("", b"{}")) == ("", b"{}")
+    answers.clear()
