@@ -407,6 +407,7 @@ def run(args: argparse.Namespace) -> int:
             auth = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
             fetch(f"{base}/api/v1/events/?page_size=1", auth)  # warm: auth cache, imports
             idle_kb = proc_kb(pid, "VmRSS")
+            load_start = os.getloadavg()[0]
             results = []
             for fmt in ("jsonl", "csv"):
                 sampler = Sampler(pid)
@@ -466,6 +467,8 @@ def run(args: argparse.Namespace) -> int:
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} CPUs; gunicorn + uvicorn worker, 1 worker process "
         f"(idle RSS {mb(idle_kb)} after a warm-up request).",
+        f"Load average {load_start:.2f} when the exports began, {os.getloadavg()[0]:.2f} at "
+        "the end (rows/s are absolute figures: on a busy machine they fall with it).",
         "",
         "| what | rows | bytes | first byte | time | rows/s | peak RSS (worker) | target met |",
         "|---|---:|---:|---:|---:|---:|---:|---|",

@@ -529,14 +529,16 @@ def test_the_fast_canonical_form_is_the_exact_one(after, comment):
 
 
 def test_snapshots_orjson_reads_otherwise_still_verify(db, actor):
-    """Integers beyond 64 bits (orjson reads them as floats, or refuses to write them) and
-    floats it writes in another exponent form: the exact path confirms them."""
+    """Integers beyond 64 bits (orjson reads them as floats, or refuses to write them) and a
+    float it writes in another exponent form ("1e-7", not "1e-07"): the exact path confirms
+    them. (No huge float: PostgreSQL's jsonb gives 1e300 back as a 301-digit integer, on
+    either path; the registry's snapshots hold no floats.)"""
     with transaction.atomic():
         event_record(
             type="model.tag_set",
             actor=actor,
             model_name="odd-values",
-            after={"big": 2**70, "negative": -(2**64) - 1, "tiny": 1e-07, "huge": 1e300},
+            after={"big": 2**70, "negative": -(2**64) - 1, "tiny": 1e-07},
         )
     assert Event.objects.get().after["big"] == 2**70
 
