@@ -265,11 +265,8 @@ class ModelgateASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         try:
-            set_script_prefix(get_script_prefix(scope))
-            request, error_response = self.create_request(scope, body_file)
+            request = await self._request(scope, body_file, send)
             if request is None:
-                assert error_response is not None  # noqa: S101 (one or the other, always)
-                await self.send_response(error_response, send)
                 return
             response = await self.middleware_lane.get_response(request, match)
             if response is not None:
@@ -290,11 +287,8 @@ class ModelgateASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         try:
-            set_script_prefix(get_script_prefix(scope))
-            request, error_response = self.create_request(scope, body_file)
+            request = await self._request(scope, body_file, send)
             if request is None:
-                assert error_response is not None  # noqa: S101 (one or the other, always)
-                await self.send_response(error_response, send)
                 return
             polling.allow_memory(request)
             if not scope.get("query_string"):  # no `?wait=`: answered at once
@@ -305,6 +299,15 @@ class ModelgateASGIHandler(ASGIHandler):
             await self._race_disconnect(request, receive, send)
         finally:
             body_file.close()
+
+    async def _request(self, scope: dict[str, Any], body_file: Any, send: Any) -> Any:
+        """The request as Django's handler makes it, or None once its error answer is sent."""
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            assert error_response is not None  # noqa: S101 (one or the other, always)
+            await self.send_response(error_response, send)
+        return request
 
     async def _race_disconnect(self, request: Any, receive: Any, send: Any) -> None:
         async def respond() -> None:
