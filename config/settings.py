@@ -147,6 +147,11 @@ if DATABASE_URL:
             "max_size": int(os.environ.get("MODELGATE_DB_POOL_MAX", "20")),
             "timeout": 10,
         }
+        # The hot paths' multi-table queries are prepared once per connection (config/sql.py);
+        # MODELGATE_DB_PREPARE=0 behind a pooler that cannot keep prepared statements (PgBouncer
+        # before 1.21 in transaction mode). Django's own cursors never prepare.
+        if env_bool("MODELGATE_DB_PREPARE", True):
+            _db["OPTIONS"].setdefault("prepare_threshold", 5)
     DATABASES = {"default": _db}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -333,6 +338,11 @@ MODELGATE_EVENT_REPUBLISH_AFTER_SECONDS = 30
 # (registry/publishing.py: one task per burst of events, not one per event; 0: one per append).
 MODELGATE_EVENT_PUBLISH_PENDING_SECONDS = float(
     os.environ.get("MODELGATE_EVENT_PUBLISH_PENDING_SECONDS", "5")
+)
+# While events keep coming, a publishing run waits this long between passes over the outbox, so
+# a stream of writes is handed over in batches (0: one pass, then the run ends).
+MODELGATE_EVENT_PUBLISH_LINGER_SECONDS = float(
+    os.environ.get("MODELGATE_EVENT_PUBLISH_LINGER_SECONDS", "0.05")
 )
 # --- Limits (docs/operations.md, "Hardening") -----------------------------------------------
 # The largest page a native list answers; `page_size` above it is a 400, never clamped.

@@ -24,6 +24,7 @@ from django.db.models import Q, QuerySet
 
 from config.errors import NotFound, PermissionDenied
 from config.localcache import LocalCache
+from config.sql import prepared_cursor
 
 if TYPE_CHECKING:
     from accounts.actors import Actor
@@ -355,9 +356,7 @@ def _named_grants(user_id: int, name: str) -> list[tuple[int | None, str | None,
     """(model id, None, 0) for the model called `name`, (None, codename, 1) per registry-wide
     permission of the user and their groups, (model id, codename, 2) per grant on the model to
     the user or their groups; one query (the ORM's equivalents are the other functions here)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_named_grants_sql(), {"name": name, "user": user_id, "app": "registry"})
         return cursor.fetchall()
 

@@ -19,6 +19,7 @@ MODELGATE_EVENT_REPUBLISH_AFTER_SECONDS.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import cache
@@ -36,6 +37,8 @@ Consumer = Callable[[Event], None]
 
 # Events handed over per transaction of the publishing task.
 PUBLISH_BATCH = 200
+# The longest a publishing run lingers for more events before it clears the head's mark.
+LINGER_LIMIT_SECONDS = 1.0
 
 
 @cache
@@ -108,14 +111,28 @@ def events_publish() -> int:
     """Hand every event committed so far to the consumers, in seq order; returns how many went.
 
     The head's mark stays set while this runs, so appends meanwhile queue nothing and leave their
-    events to it: once through the outbox, it clears the mark and reads how far the chain got,
-    and hands over what came in between (see the module doc). Rows are locked waiting, not
-    skipped, so two runs at once take turns and consumers still see events in order. Rows that
-    failed before are left to the sweeper, as is a row that fails now (it is counted and this
-    run goes on).
+    events to it. While events keep coming it lingers (MODELGATE_EVENT_PUBLISH_LINGER_SECONDS
+    between passes, for at most LINGER_LIMIT_SECONDS), so a steady stream of writes is handed
+    over a few events per pass and one task per second instead of one task each. Then it clears
+    the mark, reads how far the chain got and hands over what came in between (see the module
+    doc). Rows are locked waiting, not skipped, so two runs at once take turns and consumers
+    still see events in order. Rows that failed before are left to the sweeper, as is a row that
+    fails now (it is counted and this run goes on).
     """
     upto = _head_seq()
     published = _drain(after=0, upto=upto)
+    linger = settings.MODELGATE_EVENT_PUBLISH_LINGER_SECONDS
+    # Well within the time a mark is trusted, so appends never queue a second run meanwhile.
+    until = time.monotonic() + min(
+        LINGER_LIMIT_SECONDS, settings.MODELGATE_EVENT_PUBLISH_PENDING_SECONDS / 2
+    )
+    while linger > 0 and time.monotonic() + linger < until:
+        time.sleep(linger)
+        last = _head_seq()
+        if last is None or upto is None or last <= upto:
+            break  # nothing came in while it waited: the stream has paused
+        published += _drain(after=upto, upto=last)
+        upto = last
     EventChainHead.objects.filter(pk=1).update(publish_queued_at=None)
     # Every event up to the head's seq is committed (the head moves in the event's
     # transaction); a later one found no mark and queued another run.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import defaultdict
 
 from celery import current_task
 from django.db import IntegrityError, transaction
@@ -53,13 +54,13 @@ class _Handout:
     Registered with on_commit by the transaction's first fan-out; later ones add to it while it
     is still registered (a rolled-back savepoint that registered it unregisters it, and the next
     fan-out starts another). A delivery rolled back with a later event's savepoint may be left in
-    it: its send task finds nothing to claim. It also keeps the active subscriptions per model
-    for the transaction, so a batch of events reads them once.
+    it: its send task finds nothing to claim. It also keeps the active subscriptions for the
+    transaction, so a batch of events reads them once.
     """
 
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
-        self.subscriptions: dict[int | None, list[Subscription]] = {}
+        self.subscriptions: dict[int | None, list[Subscription]] | None = None
 
     def __call__(self) -> None:
         if getattr(_local, "handout", None) is self:
@@ -87,19 +88,35 @@ def _handout() -> _Handout | None:
     return handout
 
 
+def _active_subscriptions(scope: Q | None = None) -> dict[int | None, list[Subscription]]:
+    """The active subscriptions (in `scope`, else all) with their owners, by the model they are
+    for (None: registry-wide)."""
+    by_model: dict[int | None, list[Subscription]] = defaultdict(list)
+    active = Subscription.objects.filter(status=SubscriptionStatus.ACTIVE)
+    if scope is not None:
+        active = active.filter(scope)
+    for subscription in active.select_related("owner").order_by("pk"):
+        by_model[subscription.model_id].append(subscription)
+    return by_model
+
+
 def _subscriptions(event: Event, handout: _Handout | None) -> list[Subscription]:
-    """The active subscriptions in the event's scope (registry-wide, or for its model)."""
-    if handout is not None and event.model_id in handout.subscriptions:
-        return handout.subscriptions[event.model_id]
-    scope = Q(model_id__isnull=True)
+    """The active subscriptions in the event's scope (registry-wide, or for its model). In a
+    transaction, every active one is read once, with the first event: a batch of events on
+    many models then costs one query, not one per model."""
+    if handout is None:
+        scope = Q(model_id__isnull=True)
+        if event.model_id is not None:
+            scope |= Q(model_id=event.model_id)
+        by_model = _active_subscriptions(scope)
+    else:
+        if handout.subscriptions is None:
+            handout.subscriptions = _active_subscriptions()
+        by_model = handout.subscriptions
+    found = list(by_model.get(None, ()))
     if event.model_id is not None:
-        scope |= Q(model_id=event.model_id)
-    subscriptions = list(
-        Subscription.objects.filter(scope, status=SubscriptionStatus.ACTIVE).select_related("owner")
-    )
-    if handout is not None:
-        handout.subscriptions[event.model_id] = subscriptions
-    return subscriptions
+        found.extend(by_model.get(event.model_id, ()))
+    return found
 
 
 def _hears(
@@ -125,7 +142,7 @@ def event_fan_out(event: Event) -> None:
         # Subscriptions follow their model by id; the name they show follows the rename.
         Subscription.objects.filter(model_id=event.model_id).update(model_name=event.model_name)
         if handout is not None:
-            handout.subscriptions.clear()
+            handout.subscriptions = None
     models: dict[str, RegisteredModel | None] = {}
     hearing = [
         (subscription, name)

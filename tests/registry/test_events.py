@@ -388,6 +388,54 @@ def test_a_publishing_run_works_in_batches_in_seq_order(actor, record_consumer, 
     assert publishing.events_publish() == 0
 
 
+def test_a_publishing_run_lingers_while_events_keep_coming(
+    actor, record_consumer, debounced, settings, monkeypatch
+):
+    """Events committed while a run lingers are handed over by that run, in order; once a wait
+    brings nothing new it clears the mark and ends."""
+    settings.MODELGATE_EVENT_PUBLISH_LINGER_SECONDS = 0.01
+    model = make_model(actor, "m")  # seq 1, marks a run as queued
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        if len(waits) <= 2:  # a version appended during each of the first two waits
+            make_version(actor, model)
+
+    monkeypatch.setattr(publishing.time, "sleep", sleep)
+
+    assert publishing.events_publish() == 3
+
+    assert waits == [0.01, 0.01, 0.01]  # the third wait brought nothing: the run ended
+    assert consumers.received == [
+        (1, "registered_model.created"),
+        (2, "model_version.created"),
+        (3, "model_version.created"),
+    ]
+    assert EventOutbox.objects.count() == 0
+    assert EventChainHead.objects.get().publish_queued_at is None
+
+
+def test_a_publishing_run_lingers_no_longer_than_its_limit(
+    actor, record_consumer, debounced, settings, monkeypatch
+):
+    settings.MODELGATE_EVENT_PUBLISH_LINGER_SECONDS = 0.01
+    monkeypatch.setattr(publishing, "LINGER_LIMIT_SECONDS", 0.2)
+    model = make_model(actor, "m")
+    clock = itertools.count(start=1000.0, step=0.05)  # every reading 50 ms later
+    monkeypatch.setattr(publishing.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(publishing.time, "sleep", lambda seconds: make_version(actor, model))
+
+    published = publishing.events_publish()
+
+    # Readings at 1000.0 (the limit: 1000.2), then 1000.05, 1000.1 and 1000.15 let a wait
+    # start (each brings a version, handed over by the pass after it); 1000.2 does not.
+    assert published == 1 + 3
+    assert Event.objects.count() == 4
+    assert EventOutbox.objects.count() == 0
+    assert EventChainHead.objects.get().publish_queued_at is None
+
+
 def test_the_publishing_task_runs_a_publishing_run(actor, record_consumer):
     make_model(actor, "m")
 
