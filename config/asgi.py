@@ -11,24 +11,31 @@ its requests go through a lean lane: the same request object, the same middlewar
 resolution, view and error handling (Django's own `get_response_async`), but no per-request
 thread and no request signals.
 
-The MLflow reads that clients poll (alias GET, get-latest-versions, the gets and the searches:
-the views with `recent_reads`) take a flatter lane still: the same request object, the same
-view (registry.mlflow) run on that pool of threads, and the same middleware hooks, called one
-after the other instead of through Django's twelve nested layers (MiddlewareLane): each layer
-costs a coroutine, an exception wrapper and an await, together more than such a read. The URL
-of each route is resolved once. A request whose middleware would answer it before the view (a
-disallowed host, an HTTPS redirect, a refused user agent) is handed, body and all, to Django's
-handler instead, so it gets exactly Django's answer. Everything else goes through Django's
-handler unchanged.
+The MLflow routes take a flatter lane still: the same request object, the same view
+(registry.mlflow), and the same middleware hooks, called one after the other instead of through
+Django's twelve nested layers (MiddlewareLane): each layer costs a coroutine, an exception
+wrapper and an await, together more than such a read. The reads clients poll (alias GET,
+get-latest-versions, the gets and the searches: the views' `recent_reads`) run on the poll's
+pool of threads; everything else (version creation from pipelines above all) on a pool of its
+own (MODELGATE_WRITE_THREADS), whose threads hand their database connection back after each
+request as Django's request_finished would, so a burst of writes never holds up the reads. The
+URL of each route is resolved once. A request whose middleware would answer it before the view
+(a disallowed host, an HTTPS redirect, a refused user agent) is handed, body and all, to
+Django's handler instead, so it gets exactly Django's answer. Everything else (the native API,
+the admin) goes through Django's handler unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import os
 import re
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 from typing import Any
 
@@ -43,6 +50,7 @@ from django.conf import settings  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.handlers.exception import response_for_exception  # noqa: E402
+from django.db import connection  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.urls import Resolver404, ResolverMatch, resolve, set_script_prefix  # noqa: E402
 from django.utils.log import log_response  # noqa: E402
@@ -72,10 +80,11 @@ def takes_lean_lane(scope: dict[str, Any]) -> bool:
 MLFLOW_PREFIXES = ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/", "/api/2.0/preview/mlflow/")
 
 
-def mlflow_read_routes() -> dict[str, tuple[ResolverMatch, frozenset[str]]]:
+def mlflow_routes() -> dict[str, tuple[ResolverMatch, frozenset[str]]]:
     """Path → (its resolved view, the methods it serves as a poll-style read) for every MLflow
-    route whose view has `recent_reads`, resolved through the project's URLconf as Django would
-    resolve each request (so a route another app answers first is not in it)."""
+    route, resolved through the project's URLconf as Django would resolve each request (so a
+    route another app answers first is not in it). Any other method of a route is a write (or
+    the view's ENDPOINT_NOT_FOUND)."""
     from registry.mlflow import urls as mlflow_urls
     from registry.mlflow.http import MlflowApi
 
@@ -94,13 +103,55 @@ def mlflow_read_routes() -> dict[str, tuple[ResolverMatch, frozenset[str]]]:
             if "GET" in reads:
                 reads.add("HEAD")  # MlflowApi answers HEAD as GET
             # Every MLflow view is CSRF-exempt: the lane skips the CSRF view hook.
-            if reads and getattr(match.func, "csrf_exempt", False):
+            if getattr(match.func, "csrf_exempt", False):
                 routes[path] = (match, frozenset(reads))
     return routes
 
 
+_write_pool: ThreadPoolExecutor | None = None
+_write_pool_lock = threading.Lock()
+
+
+def _write_executor() -> ThreadPoolExecutor:
+    global _write_pool
+    with _write_pool_lock:
+        if _write_pool is None:
+            _write_pool = ThreadPoolExecutor(
+                max_workers=settings.MODELGATE_WRITE_THREADS, thread_name_prefix="modelgate-write"
+            )
+        return _write_pool
+
+
+def write_pool_close() -> None:
+    """Stop the writes' pool (tests; its threads hold no connection between requests)."""
+    global _write_pool
+    with _write_pool_lock:
+        pool, _write_pool = _write_pool, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
+async def in_write_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run an MLflow write on the writes' pool of threads, in the caller's context (its log
+    records carry the request's id), its database connection handed back to the connection pool
+    afterwards, as Django's request_finished signal does when CONN_MAX_AGE is 0."""
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    return await loop.run_in_executor(
+        _write_executor(), functools.partial(context.run, _released_after, func, *args, **kwargs)
+    )
+
+
+def _released_after(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return func(*args, **kwargs)
+    finally:
+        if not connection.in_atomic_block:  # never inside a test's wrapping transaction
+            connection.close()
+
+
 class MiddlewareLane:
-    """settings.MIDDLEWARE for the MLflow reads, flattened: every hook the stack would run,
+    """settings.MIDDLEWARE for the MLflow routes, flattened: every hook the stack would run,
     in its order, without a coroutine and exception wrapper per layer.
 
     It knows the stack it flattens (STACK); with any other MIDDLEWARE (or ATOMIC_REQUESTS) it is
@@ -159,16 +210,20 @@ class MiddlewareLane:
             database.get("ATOMIC_REQUESTS") for database in settings.DATABASES.values()
         )
 
-    def route(self, scope: dict[str, Any]) -> ResolverMatch | None:
-        """The resolved view of an MLflow read this lane serves, else None."""
+    def route(self, scope: dict[str, Any]) -> tuple[ResolverMatch, bool] | None:
+        """The resolved view of an MLflow route this lane serves and whether the request is one
+        of its reads, else None."""
         if self._routes is None:
-            self._routes = mlflow_read_routes()
+            self._routes = mlflow_routes()
         found = self._routes.get(scope["path"])
-        if found is None or scope["method"] not in found[1]:
+        if found is None:
             return None
-        return found[0]
+        match, reads = found
+        return match, scope["method"] in reads
 
-    async def get_response(self, request: HttpRequest, match: ResolverMatch) -> HttpResponse | None:
+    async def get_response(
+        self, request: HttpRequest, match: ResolverMatch, read: bool
+    ) -> HttpResponse | None:
         """The response, as the stack would make it; None when a hook would answer before the
         view (the caller hands the request to Django's handler)."""
         start = perf_counter()
@@ -177,7 +232,9 @@ class MiddlewareLane:
             request.request_id = middleware.request_id(request)  # type: ignore[attr-defined]
             token = request_id_var.set(request.request_id)  # type: ignore[attr-defined]
             try:
-                response = await self._inner(request, match)
+                response = await self._inner(
+                    request, match, polling.in_thread if read else in_write_thread
+                )
             finally:
                 request_id_var.reset(token)
             if response is None:
@@ -196,7 +253,9 @@ class MiddlewareLane:
             )
         return response
 
-    async def _inner(self, request: HttpRequest, match: ResolverMatch) -> HttpResponse | None:
+    async def _inner(
+        self, request: HttpRequest, match: ResolverMatch, run: Callable[..., Any]
+    ) -> HttpResponse | None:
         try:
             for request_hook in self.request_hooks:
                 if request_hook(request) is not None:
@@ -205,7 +264,7 @@ class MiddlewareLane:
             return None
         request.resolver_match = match
         try:
-            response = await polling.in_thread(match.func, request, *match.args, **match.kwargs)
+            response = await run(match.func, request, *match.args, **match.kwargs)
         except Exception as exc:  # as the innermost layer's exception wrapper does
             response = await sync_to_async(response_for_exception, thread_sensitive=False)(
                 request, exc
@@ -214,7 +273,7 @@ class MiddlewareLane:
             try:
                 if hook.__self__ is self.session and request.session.accessed:  # type: ignore[attr-defined]
                     # It may save the session: a database write, off the event loop.
-                    response = await polling.in_thread(hook, request, response)
+                    response = await run(hook, request, response)
                 else:
                     response = hook(request, response)
             except Exception as exc:
@@ -226,7 +285,7 @@ class MiddlewareLane:
 
 class ModelgateASGIHandler(ASGIHandler):
     """Django's ASGIHandler; requests of the alias poll route take the lean lane, the MLflow
-    reads the middleware lane."""
+    routes the middleware lane."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -236,27 +295,33 @@ class ModelgateASGIHandler(ASGIHandler):
         if takes_lean_lane(scope):
             await self.handle_lean(scope, receive, send)
             return
-        match = self.mlflow_read(scope)
-        if match is not None:
-            await self.handle_mlflow_read(scope, receive, send, match)
+        found = self.mlflow_route(scope)
+        if found is not None:
+            await self.handle_mlflow(scope, receive, send, *found)
         else:
             await super().__call__(scope, receive, send)
 
-    def mlflow_read(self, scope: dict[str, Any]) -> ResolverMatch | None:
-        """The view of an MLflow read that takes the middleware lane, else None."""
+    def mlflow_route(self, scope: dict[str, Any]) -> tuple[ResolverMatch, bool] | None:
+        """The view of an MLflow request that takes the middleware lane and whether it is a
+        read (run on the poll's pool) or not (the writes' pool), else None."""
         if (
             scope["type"] != "http"
             or scope.get("root_path")
             or not scope["path"].startswith(MLFLOW_PREFIXES)
             or not settings.MODELGATE_POLL_LEAN
-            or settings.MODELGATE_POLL_THREADS <= 0
             or not MiddlewareLane.applies()
         ):
             return None
-        return self.middleware_lane.route(scope)
+        found = self.middleware_lane.route(scope)
+        if found is None:
+            return None
+        read = found[1]
+        if (settings.MODELGATE_POLL_THREADS if read else settings.MODELGATE_WRITE_THREADS) <= 0:
+            return None
+        return found
 
-    async def handle_mlflow_read(
-        self, scope: dict[str, Any], receive: Any, send: Any, match: ResolverMatch
+    async def handle_mlflow(
+        self, scope: dict[str, Any], receive: Any, send: Any, match: ResolverMatch, read: bool
     ) -> None:
         """As handle_lean, the middleware run by MiddlewareLane; what it does not answer goes to
         Django's handler with the body already read."""
@@ -268,7 +333,7 @@ class ModelgateASGIHandler(ASGIHandler):
             request = await self._request(scope, body_file, send)
             if request is None:
                 return
-            response = await self.middleware_lane.get_response(request, match)
+            response = await self.middleware_lane.get_response(request, match, read)
             if response is not None:
                 await self.send_response(response, send)
                 return

@@ -361,6 +361,10 @@ MODELGATE_POLL_THREADS = int(os.environ.get("MODELGATE_POLL_THREADS", "4"))
 # config.asgi's lean lane for the poll route (and its 304s from memory); 0 sends the route
 # through Django's ASGI handler like every other (bench/run.py --before measures both).
 MODELGATE_POLL_LEAN = env_bool("MODELGATE_POLL_LEAN", True)
+# How many threads per web process run the MLflow routes' writes in config.asgi's middleware
+# lane (each takes a pooled connection for the request only); 0 sends them through Django's ASGI
+# handler. Writes wait on the event chain's one head row anyway, so a few are plenty.
+MODELGATE_WRITE_THREADS = int(os.environ.get("MODELGATE_WRITE_THREADS", "4"))
 # How often each web process looks for new events to wake long-polls and drop cached aliases.
 MODELGATE_EVENT_WATCH_INTERVAL = float(os.environ.get("MODELGATE_EVENT_WATCH_INTERVAL", "0.2"))
 

@@ -177,6 +177,7 @@ async def asgi_get(app, headers: dict[str, str], query: str = "", method: str = 
 def lean(settings, pipeline):
     """The lean lane on (it needs the poll's thread pool) and an alias to poll."""
     from accounts.actors import Actor
+    from config.asgi import write_pool_close
     from registry import services
     from registry.api.polling import pool_close
     from registry.watch import watcher
@@ -191,6 +192,7 @@ def lean(settings, pipeline):
     services.alias_set(model=model, alias="production", version=1, actor=actor)
     yield model, actor
     pool_close()
+    write_pool_close()
     watcher.quiesce()
 
 
@@ -250,7 +252,7 @@ async def test_the_lean_lane_answers_as_djangos_handler_does(lean, case, status)
         headers["If-None-Match"] = _etag(first)
     elif case == "head":
         method = "HEAD"
-    elif case == "no credentials":
+    elif case.endswith("no credentials"):
         del headers["Authorization"]
     elif case == "wrong password":
         headers["Authorization"] = "Basic " + base64.b64encode(b"pipeline:nope").decode()
@@ -412,14 +414,14 @@ async def test_a_long_poll_on_the_lean_lane_wakes_on_a_move_and_stops_on_disconn
 MLFLOW = "/api/2.0/mlflow/"
 
 
-def test_the_middleware_lane_takes_the_mlflow_reads_only(settings):
+def test_the_middleware_lane_takes_every_mlflow_registry_route(settings):
     from django.urls import resolve
 
-    from config.asgi import MLFLOW_PREFIXES, ModelgateASGIHandler, mlflow_read_routes
-    from registry.mlflow import views
+    from config.asgi import MLFLOW_PREFIXES, ModelgateASGIHandler, mlflow_routes
+    from registry.mlflow import urls, views
 
-    routes = mlflow_read_routes()
-    expected = {
+    routes = mlflow_routes()
+    reads = {
         "registered-models/get": {"GET", "HEAD"},
         "registered-models/search": {"GET", "HEAD"},
         "registered-models/list": {"GET", "HEAD"},
@@ -428,8 +430,12 @@ def test_the_middleware_lane_takes_the_mlflow_reads_only(settings):
         "model-versions/get": {"GET", "HEAD"},
         "model-versions/search": {"GET", "HEAD"},
     }
+    # Every route of registry.mlflow.urls under each prefix, the polled reads with their methods.
+    assert len(urls.urlpatterns) == 21
     assert {path: set(methods) for path, (_, methods) in routes.items()} == {
-        prefix + route: expected[route] for prefix in MLFLOW_PREFIXES for route in expected
+        prefix + str(pattern.pattern): reads.get(str(pattern.pattern), set())
+        for prefix in MLFLOW_PREFIXES
+        for pattern in urls.urlpatterns
     }
     for path, (match, _) in routes.items():
         assert resolve(path).func is match.func
@@ -439,28 +445,40 @@ def test_the_middleware_lane_takes_the_mlflow_reads_only(settings):
 
     handler = ModelgateASGIHandler()
 
-    def scope(method: str, path: str) -> dict:
-        return {"type": "http", "method": method, "path": path, "root_path": ""}
+    def lane(method: str, path: str, **scope) -> bool | None:
+        """True: a read (the poll pool), False: the writes' pool, None: Django's handler."""
+        found = handler.mlflow_route(
+            {"type": "http", "method": method, "path": path, "root_path": "", **scope}
+        )
+        return None if found is None else found[1]
 
     settings.MODELGATE_POLL_THREADS = 2
-    assert handler.mlflow_read(scope("GET", MLFLOW + "registered-models/alias"))
-    assert handler.mlflow_read(
-        scope("POST", "/ajax-api/2.0/mlflow/registered-models/get-latest-versions")
-    )
-    assert not handler.mlflow_read(scope("POST", MLFLOW + "registered-models/alias"))  # a write
-    assert not handler.mlflow_read(scope("DELETE", MLFLOW + "registered-models/alias"))
-    assert not handler.mlflow_read(scope("POST", MLFLOW + "model-versions/create"))
-    assert not handler.mlflow_read(scope("GET", MLFLOW + "model-versions/get-download-uri"))
-    assert not handler.mlflow_read(scope("GET", MLFLOW + "registered-models/alias/"))
-    assert not handler.mlflow_read(
-        {**scope("GET", MLFLOW + "model-versions/get"), "root_path": "/x"}
-    )
-    assert not handler.mlflow_read({"type": "lifespan"})
-    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]
-    assert not handler.mlflow_read(scope("GET", MLFLOW + "model-versions/get"))  # unknown stack
-    del settings.MIDDLEWARE
+    settings.MODELGATE_WRITE_THREADS = 2
+    assert lane("GET", MLFLOW + "registered-models/alias") is True
+    assert lane("POST", "/ajax-api/2.0/mlflow/registered-models/get-latest-versions") is True
+    assert lane("POST", MLFLOW + "registered-models/alias") is False  # a write
+    assert lane("DELETE", MLFLOW + "registered-models/alias") is False
+    assert lane("POST", MLFLOW + "model-versions/create") is False
+    assert lane("PUT", MLFLOW + "model-versions/create") is False  # the view's 404
+    assert lane("GET", MLFLOW + "model-versions/get-download-uri") is False  # checks afresh
+    assert lane("GET", MLFLOW + "registered-models/alias/") is None
+    assert lane("POST", MLFLOW + "transition-requests/create") is None  # workflows' route
+    assert lane("GET", MLFLOW + "model-versions/get", root_path="/x") is None
+    assert handler.mlflow_route({"type": "lifespan"}) is None
+    stack = settings.MIDDLEWARE
+    settings.MIDDLEWARE = [*stack, "django.middleware.gzip.GZipMiddleware"]
+    assert lane("GET", MLFLOW + "model-versions/get") is None  # a stack the lane does not know
+    assert lane("POST", MLFLOW + "model-versions/create") is None
+    settings.MIDDLEWARE = stack
     settings.MODELGATE_POLL_THREADS = 0
-    assert not handler.mlflow_read(scope("GET", MLFLOW + "model-versions/get"))
+    assert lane("GET", MLFLOW + "model-versions/get") is None
+    assert lane("POST", MLFLOW + "model-versions/create") is False
+    settings.MODELGATE_WRITE_THREADS = 0
+    assert lane("POST", MLFLOW + "model-versions/create") is None
+    settings.MODELGATE_POLL_LEAN = False
+    settings.MODELGATE_POLL_THREADS = settings.MODELGATE_WRITE_THREADS = 2
+    assert lane("GET", MLFLOW + "model-versions/get") is None
+    assert lane("POST", MLFLOW + "model-versions/create") is None
 
 
 JSON = {"Content-Type": "application/json"}
@@ -517,6 +535,69 @@ MLFLOW_CASES = {
     "no grant": ("GET", "registered-models/get", "name=fraud", b"", {}),
     "disallowed host": ("GET", "registered-models/get", "name=fraud", b"", {}),
     "session cookie": ("GET", "registered-models/get", "name=fraud", b"", {}),
+    # Writes (the writes' pool) that leave the registry as it was, so both handlers meet the same
+    # state; a write that changes it: test_a_write_on_the_middleware_lane_…
+    "create for an unknown model": (
+        "POST",
+        "model-versions/create",
+        "",
+        b'{"name": "nope", "source": "s3://b/1"}',
+        JSON,
+    ),
+    "create without a source": ("POST", "model-versions/create", "", b'{"name": "fraud"}', JSON),
+    "create from a relative source": (
+        "POST",
+        "model-versions/create",
+        "",
+        b'{"name": "fraud", "source": "../up"}',
+        JSON,
+    ),
+    "create bad json": ("POST", "model-versions/create", "", b'{"name":', JSON),
+    "create no credentials": (
+        "POST",
+        "model-versions/create",
+        "",
+        b'{"name": "fraud", "source": "s3://b/1"}',
+        JSON,
+    ),
+    "create no grant": (
+        "POST",
+        "model-versions/create",
+        "",
+        b'{"name": "fraud", "source": "s3://b/1"}',
+        JSON,
+    ),
+    "create an existing model": (
+        "POST",
+        "registered-models/create",
+        "",
+        b'{"name": "fraud"}',
+        JSON,
+    ),
+    "delete a missing tag": (
+        "DELETE",
+        "registered-models/delete-tag",
+        "",
+        b'{"name": "fraud", "key": "nope"}',
+        JSON,
+    ),
+    "delete a missing tag by query": (
+        "DELETE",
+        "registered-models/delete-tag",
+        "name=fraud&key=nope",
+        b"",
+        {},
+    ),
+    "archive into archived": (
+        "POST",
+        "model-versions/transition-stage",
+        "",
+        b'{"name": "fraud", "version": "1", "stage": "Archived", '
+        b'"archive_existing_versions": true}',
+        JSON,
+    ),
+    "an unserved method": ("PUT", "model-versions/create", "", b"", {}),
+    "download uri": ("GET", "model-versions/get-download-uri", "name=fraud&version=1", b"", {}),
 }
 
 
@@ -542,11 +623,11 @@ async def test_the_middleware_lane_answers_as_djangos_handler_does(
             query,
         ).run()
         headers["If-None-Match"] = _etag(first)
-    elif case == "no credentials":
+    elif case.endswith("no credentials"):
         del headers["Authorization"]
     elif case == "wrong password":
         headers["Authorization"] = "Basic " + base64.b64encode(b"pipeline:nope").decode()
-    elif case == "no grant":
+    elif case.endswith("no grant"):
         await sync_to_async(django_user_model.objects.create_user)(
             username="stranger", password=PASSWORD
         )
@@ -557,13 +638,13 @@ async def test_the_middleware_lane_answers_as_djangos_handler_does(
         headers["Cookie"] = "sessionid=nonsense; csrftoken=" + "a" * 32
 
     lanes = []
-    handle = asgi.ModelgateASGIHandler.handle_mlflow_read
+    handle = asgi.ModelgateASGIHandler.handle_mlflow
 
     async def spy(self, *args):
         lanes.append(case)
         return await handle(self, *args)
 
-    monkeypatch.setattr(asgi.ModelgateASGIHandler, "handle_mlflow_read", spy)
+    monkeypatch.setattr(asgi.ModelgateASGIHandler, "handle_mlflow", spy)
 
     def call(app):
         call = AsgiCall(app, method, path, headers, query, body)
@@ -577,6 +658,44 @@ async def test_the_middleware_lane_answers_as_djangos_handler_does(
     assert lanes == [case]  # the lane took it (and handed it on, for the disallowed host)
     assert lane == django
     assert django[0] in (200, 304, 400, 401, 404)
+
+
+async def test_a_write_on_the_middleware_lane_is_recorded_and_hands_its_connection_back(lean):
+    """A version created through the lane answers as one created through Django's handler
+    (but for its number and times), is recorded with the request's id, and the writes' thread
+    keeps no database connection afterwards."""
+    from django.core.handlers.asgi import ASGIHandler
+    from django.db import connection
+
+    from config import asgi
+
+    path = MLFLOW + "model-versions/create"
+    body = b'{"name": "fraud", "source": "s3://b/3", "tags": [{"key": "k", "value": "v"}]}'
+    answers = []
+    for app, request_id in ((asgi.ModelgateASGIHandler(), "lane"), (ASGIHandler(), "django")):
+        headers = {**basic("pipeline"), "X-Request-ID": request_id, **JSON}
+        answers.append(await AsgiCall(app, "POST", path, headers, body=body).run())
+
+    def answer(status, headers, body):
+        version = json.loads(body)["model_version"]
+        number = version.pop("version")
+        for key in ("creation_timestamp", "last_updated_timestamp"):
+            assert isinstance(version.pop(key), int)
+        names = [name for name, value in headers if name != b"content-length"]
+        return number, status, names, version
+
+    lane, django = (answer(*found) for found in answers)
+    assert (lane[0], django[0]) == ("3", "4")
+    assert lane[1:] == django[1:]
+    assert lane[1] == 200
+    assert lane[3]["tags"] == [{"key": "k", "value": "v"}]
+    created = await sync_to_async(list)(
+        Event.objects.filter(type="model_version.created", version__gte=3)
+        .order_by("seq")
+        .values_list("version", "actor_name", "source", "request_id")
+    )
+    assert created == [(3, "pipeline", "mlflow", "lane"), (4, "pipeline", "mlflow", "django")]
+    assert await asgi.in_write_thread(lambda: connection.connection) is None
 
 
 async def test_the_middleware_lane_records_metrics_and_logs_with_the_request_id(lean, caplog):
