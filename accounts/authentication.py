@@ -16,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
+from django.db import DEFAULT_DB_ALIAS
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, BasicAuthentication
 
@@ -27,6 +29,7 @@ from accounts.models import ApiToken
 from accounts.throttling import WINDOW_SECONDS, auth_failure_note, auth_failures_exceeded
 from accounts.tokens import TokenError, looks_like_token, token_check
 from config.localcache import LocalCache
+from config.sql import CompiledQuery
 
 CACHE_TTL_SECONDS = 300
 CACHE_MAX_ENTRIES = 10_000
@@ -66,6 +69,34 @@ class _VerifiedCredentials:
 
 
 verified_credentials = _VerifiedCredentials()
+
+
+@cache
+def _active_user_query() -> tuple[CompiledQuery, list[str]]:
+    """The active user with a username, every field of it, compiled once (config.sql)."""
+    user_model = get_user_model()
+    fields = [field.attname for field in user_model._meta.concrete_fields]
+    query = CompiledQuery(
+        lambda username: (
+            user_model._default_manager.filter(
+                **{user_model.USERNAME_FIELD: username}, is_active=True
+            )
+            .values_list(*fields)
+            .order_by("pk")[:1]
+        ),
+        username="\x00username\x00",
+    )
+    return query, fields
+
+
+def active_user(username: str) -> Any:
+    """The active user called `username` (as the manager's filter().first() would load it), or
+    None; the query is compiled once, since every request with a password looks it up."""
+    query, fields = _active_user_query()
+    row = query.run(username=username)
+    if row is None:
+        return None
+    return get_user_model().from_db(DEFAULT_DB_ALIAS, fields, row)
 
 
 def _client_address(request: Any) -> str:
@@ -121,11 +152,8 @@ class CachedBasicAuthentication(BasicAuthentication):
         if looks_like_token(password):
             return _token_user(request, password, username=userid)
         _throttle(request)
-        user_model = get_user_model()
         key = verified_credentials.digest(userid, password)
-        user = user_model._default_manager.filter(
-            **{user_model.USERNAME_FIELD: userid}, is_active=True
-        ).first()
+        user = active_user(userid)
         if user is not None and verified_credentials.matches(key, user.password):
             return user, None
         with verified_credentials.single_flight(key):

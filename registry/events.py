@@ -15,6 +15,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from accounts.actors import Actor
+from config.sql import prepared_cursor
 from registry.inserts import insert_sql
 from registry.models import (
     Event,
@@ -177,7 +178,7 @@ def _chain_head_locked(connection: BaseDatabaseWrapper) -> EventChainHead:
     """
     if connection.vendor == "postgresql":
         # The ORM's query for this, compiled on every append, costs more than the round trip.
-        with connection.cursor() as cursor:
+        with prepared_cursor(connection.alias) as cursor:
             cursor.execute(_head_sql(connection.vendor)[0])
             row = cursor.fetchone()
         if row is not None:
@@ -302,7 +303,7 @@ def _append(
     outbox_sql, outbox_params = insert_sql(connection, outbox)
     head_update = _head_sql(connection.vendor)[1]
     sql = f"WITH appended AS ({event_sql}), queued AS ({outbox_sql}) {head_update}"
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection.alias) as cursor:
         cursor.execute(sql, [*event_params, *outbox_params, event.seq, event.hash, queued_at])
     event._state.adding = outbox._state.adding = False
     event._state.db = outbox._state.db = connection.alias

@@ -13,6 +13,8 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
+from config.sql import prepared_cursor
+
 _templates: dict[tuple[type[Model], str, bool], tuple[str, tuple[Field[Any, Any], ...]]] = {}
 
 
@@ -58,7 +60,7 @@ def insert(connection: BaseDatabaseWrapper, obj: Model) -> None:
         obj.save(force_insert=True)
         return
     sql, params = insert_sql(connection, obj, returning_pk=True)
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection.alias) as cursor:
         cursor.execute(sql, params)
         (obj.pk,) = cursor.fetchone()
     obj._state.adding = False

@@ -7,11 +7,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Prefetch, QuerySet
 
 from accounts.actors import Actor
 from config.errors import NotFound
+from config.sql import CompiledQuery
 from registry.models import (
     Event,
     ModelAlias,
@@ -135,46 +135,6 @@ def alias_state(
         return None
     require_level(actor, RegisteredModel(pk=state[3], name=model_name), Level.CAN_READ)
     return state
-
-
-class CompiledQuery:
-    """A queryset built and compiled once, run with new values for its named parameters.
-
-    For the hottest read (the alias poll, answered hundreds of times a second): building and
-    compiling the queryset costs the ORM several times what running the query costs the
-    database. The SQL, its parameter positions and its converters (SQLite's datetimes) come
-    from Django's own compiler, once per process; each run executes that SQL on the calling
-    thread's connection and converts the row as QuerySet.first() would.
-    """
-
-    def __init__(self, build: Any, **placeholders: str) -> None:
-        self._build = build  # (**placeholders) -> values_list queryset, ordered, sliced to 1
-        self._placeholders = placeholders
-        self._compiled: tuple[str, list[Any], dict[str, int], Any, dict] | None = None
-
-    def _compile(self) -> tuple[str, list[Any], dict[str, int], Any, dict]:
-        if self._compiled is None:
-            compiler = self._build(**self._placeholders).query.get_compiler(DEFAULT_DB_ALIAS)
-            sql, params = compiler.as_sql()
-            positions = {name: params.index(value) for name, value in self._placeholders.items()}
-            columns = [select[0] for select in compiler.select[: compiler.col_count]]
-            converters = compiler.get_converters(columns)
-            self._compiled = (sql, list(params), positions, compiler, converters)
-        return self._compiled
-
-    def run(self, **values: str) -> tuple[Any, ...] | None:
-        sql, params, positions, compiler, converters = self._compile()
-        params = list(params)
-        for name, value in values.items():
-            params[positions[name]] = value
-        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        if converters:
-            row = next(iter(compiler.apply_converters([row], converters)))
-        return tuple(row)
 
 
 def model_state(*, name: str) -> tuple[int, datetime] | None:

@@ -29,8 +29,8 @@ from django.conf import settings
 
 from accounts.actors import Actor
 from config.localcache import LocalCache
+from config.sql import CompiledQuery
 from registry.models import EventChainHead
-from registry.selectors import CompiledQuery
 
 MAX_ANSWERS = 256
 MAX_ANSWER_BYTES = 128 * 1024  # a search page of 100 models is about 63 KB

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from accounts.actors import Actor
 from config.errors import InvalidParameter, NotFound
+from config.sql import prepared_cursor
 from registry.choices import EventType, Stage
 from registry.events import event_record, version_snapshot
 from registry.guards import GuardedWrite, alias_target, guards_check
@@ -101,7 +102,7 @@ def _model_take_number(model: RegisteredModel, now: datetime) -> RegisteredModel
         model.save(update_fields=["last_version", "updated_at"])
         return model
     names, sql = _take_number_sql()
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection.alias) as cursor:
         cursor.execute(sql, [now, model.pk])
         row = cursor.fetchone()
     if row is None:
