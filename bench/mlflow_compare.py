@@ -696,12 +696,15 @@ Database work per request (PostgreSQL):
 - `registered-models/search`: the chain head; after a change, the page of models, their tags,
   aliases, latest versions and those versions' tags: five queries whatever the page size.
 - `model-versions/search`: the chain head; after a change, the page of versions and their tags.
-- `model-versions/create`: credentials, then the model and the caller's level in one query,
-  then in one transaction the model lock with its counter (one `UPDATE … RETURNING`), the
-  version, the chain-head lock and one statement appending the event, its outbox row and the
-  new head. After the commit the web process queues a publishing task only when none is marked
-  as queued on the chain head; the Celery worker hands every waiting event over in seq order in
-  one go (its CPU is counted as Modelgate's).
+- `model-versions/create`: the user behind the credentials (SQL compiled once), then the
+  model and the caller's level in one query (prepared once per connection: planning its five
+  branches cost PostgreSQL more than running them), then in one transaction the model lock
+  with its counter (one `UPDATE … RETURNING`), the version, the chain-head lock and one
+  statement appending the event, its outbox row and the new head, all four prepared. After the
+  commit the web process queues a publishing task only when none is marked as queued on the
+  chain head; the Celery worker hands the waiting events over in seq order and, while more keep
+  coming, lingers 50 ms between passes (at most a second), so a stream of creates is published
+  a few events per pass, not a task each (its CPU is counted as Modelgate's).
 
 - Reads render JSON straight from `.values()` rows (no model instances, no serializers).
 - The read routes trust a verified credential and a computed permission level for
@@ -729,9 +732,9 @@ Database work per request (PostgreSQL):
   path's pool of threads. Django's ASGI handler alone cost about 2.5 ms of CPU per request on
   this machine (uvicorn, a thread started per request for the request signals, the middleware),
   about a third of what MLflow spends on a whole alias read: that floor, not the views, kept the
-  alias and get-latest-versions ratios near 2x. Writes still go through Django's handler.
-  Version creation no longer pays for one Celery task per event: publishing runs once per
-  burst of events.
+  alias and get-latest-versions ratios near 2x. The writes take the same lane, on a pool of
+  threads of their own (`MODELGATE_WRITE_THREADS`, 4 per web process) that hand their database
+  connection back after each request.
 """
 
 

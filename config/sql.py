@@ -64,7 +64,8 @@ class CompiledQuery:
     a password): building and compiling the queryset costs the ORM several times what running
     the query costs the database. The SQL, its parameter positions and its converters
     (SQLite's datetimes) come from Django's own compiler, once per process; each run executes
-    that SQL on the calling thread's connection and converts the row as QuerySet.first() would.
+    that SQL on the calling thread's connection (prepared, on PostgreSQL) and converts the row as
+    QuerySet.first() would.
     """
 
     def __init__(self, build: Any, **placeholders: str) -> None:
@@ -87,7 +88,7 @@ class CompiledQuery:
         params = list(params)
         for name, value in values.items():
             params[positions[name]] = value
-        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         if row is None:
