@@ -4,8 +4,10 @@ An export is bounded by the chain head read when it starts (`through`): the log 
 so the rows up to that seq never change and the export is a consistent snapshot without holding
 a transaction open while it streams. Rows are fetched in keyset chunks (`seq > last`, a few
 thousand at a time), so memory stays flat for any number of rows and the first bytes leave at
-once. The same chunk function feeds the sync generator (WSGI, the management command) and the
-async one (ASGI: Django buffers a sync iterator whole before sending it under ASGI).
+once. The same fetch function feeds the sync generator (WSGI, the management command) and the
+async one (ASGI: Django buffers a sync iterator whole before sending it under ASGI); in both, a
+chunk is rendered in another thread while the next one is fetched, so the database formats the
+next rows while Python writes the last ones.
 
 Each row carries every field the hash covers, so a JSON Lines export can be checked offline
 (docs/verify_export.py); its last line is `{"_manifest": {...}}` with the row count, first and
@@ -15,14 +17,18 @@ table; its manifest is the same document, asked for with `manifest=1` and the sa
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property, lru_cache, partial
 from typing import Any
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.db.models import Count, Max, Min, QuerySet
@@ -35,7 +41,7 @@ from registry import selectors
 from registry.choices import EventType, event_outcome
 from registry.events import GENESIS_HASH, event_record, event_timestamp
 from registry.history.checkpoints import checkpoint_as_dict, checkpoint_latest
-from registry.history.rows import json_text, utc_text
+from registry.history.rows import json_text, pipelined, utc_text
 from registry.models import Event, EventChainHead, RegisteredModel
 
 FORMATS = {"jsonl": "application/x-ndjson; charset=utf-8", "csv": "text/csv; charset=utf-8"}
@@ -100,6 +106,7 @@ def _columns() -> tuple[Any, ...]:
 # A cell starting with one of these is a formula to a spreadsheet (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 ALIAS_TARGET_PREFIX = "alias:"  # how transition requests name an alias target
+_DERIVED_PREFIXES = ("model_version_alias.", "transition_request.")  # see derived_columns
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,11 @@ class ExportPlan:
     last_seq: int | None
     checkpoint: dict[str, Any] | None
     event_seq: int | None = None
+
+    @cached_property
+    def chunk_queryset(self) -> QuerySet:
+        """The rows in seq order as a chunk query reads them (export_rows narrows it)."""
+        return self.queryset.order_by("seq").values_list(*_columns())
 
     def manifest(
         self, *, rows: int | None = None, first_seq: Any = None, last_seq: Any = None
@@ -230,10 +242,6 @@ def export_record(*, plan: ExportPlan, actor: Actor) -> Event:
     return event
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
 def derived_columns(
     type: str,
     before_stage: str | None,
@@ -245,9 +253,9 @@ def derived_columns(
     """(from_stage, to_stage, alias) of an event, from keys of its snapshots."""
     if type == EventType.VERSION_STAGE_TRANSITIONED:
         return before_stage or "", after_stage or "", ""
-    if type.startswith("model_version_alias."):
+    if type.startswith(_DERIVED_PREFIXES[0]):
         return "", "", alias or ""
-    if type.startswith("transition_request."):
+    if type.startswith(_DERIVED_PREFIXES[1]):
         target = target or ""
         if target.startswith(ALIAS_TARGET_PREFIX):
             return "", "", target.removeprefix(ALIAS_TARGET_PREFIX)
@@ -255,9 +263,22 @@ def derived_columns(
     return "", "", ""
 
 
-def _record(row: tuple[Any, ...]) -> tuple[dict[str, Any], str | None, str | None, str, str]:
-    """A chunk row as (the leading columns, before and after as JSON text, prev_hash, hash)."""
-    (
+# Per event type, memoised (a few dozen types; bounded all the same, the log is data).
+@lru_cache(maxsize=1024)
+def _outcome(type: str) -> str:
+    return event_outcome(type).value
+
+
+@lru_cache(maxsize=1024)
+def _has_derived(type: str) -> bool:
+    """Whether derived_columns reads anything for this type (else all three are empty)."""
+    return type == EventType.VERSION_STAGE_TRANSITIONED or type.startswith(_DERIVED_PREFIXES)
+
+
+def _table(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Chunk rows as the values of COLUMNS, in that order (before and after as JSON text)."""
+    table = []
+    for (
         seq,
         time,
         type,
@@ -281,30 +302,39 @@ def _record(row: tuple[Any, ...]) -> tuple[dict[str, Any], str | None, str | Non
         after,
         prev_hash,
         hash,
-    ) = row
-    from_stage, to_stage, alias = derived_columns(
-        type, before_stage, after_stage, after_alias or before_alias, target, from_stage
-    )
-    head = {
-        "seq": seq,
-        "time": time if isinstance(time, str) else event_timestamp(time),
-        "type": type,
-        "outcome": event_outcome(type).value,
-        "actor": actor,
-        "actor_id": actor_id,
-        "token": token,
-        "source": source,
-        "client_ip": client_ip,
-        "request_id": request_id,
-        "model": model,
-        "model_id": model_id,
-        "version": version,
-        "from_stage": from_stage,
-        "to_stage": to_stage,
-        "alias": alias,
-        "comment": comment,
-    }
-    return head, before, after, prev_hash, hash
+    ) in rows:
+        if _has_derived(type):
+            from_stage, to_stage, alias = derived_columns(
+                type, before_stage, after_stage, after_alias or before_alias, target, from_stage
+            )
+        else:
+            from_stage = to_stage = alias = ""
+        table.append(
+            [
+                seq,
+                time if isinstance(time, str) else event_timestamp(time),
+                type,
+                _outcome(type),
+                actor,
+                actor_id,
+                token,
+                source,
+                client_ip,
+                request_id,
+                model,
+                model_id,
+                version,
+                from_stage,
+                to_stage,
+                alias,
+                comment,
+                before,
+                after,
+                prev_hash,
+                hash,
+            ]
+        )
+    return table
 
 
 def csv_cell(value: Any) -> Any:
@@ -322,34 +352,103 @@ def csv_header() -> bytes:
     return out.getvalue().encode()
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_CSV_NUMBERS = frozenset(COLUMNS.index(name) for name in ("seq", "actor_id", "model_id", "version"))
+_FORMULA_START = frozenset(FORMULA_PREFIXES)  # each prefix is one character
+_FORMULA_AFTER_COMMA = re.compile(f",[{re.escape(''.join(FORMULA_PREFIXES))}]")
+_BEFORE, _AFTER = COLUMNS.index("before"), COLUMNS.index("after")
+
+
+def csv_field(text: str) -> str:
+    """A text cell as csv.writer writes it (QUOTE_MINIMAL): quoted when it holds the delimiter,
+    a quote or a line break, its quotes doubled."""
+    if '"' in text:
+        return '"' + text.replace('"', '""') + '"'
+    if "," in text or "\n" in text or "\r" in text:
+        return '"' + text + '"'
+    return text
+
+
+def _csv_unquoted(line: str, cells: int) -> bool:
+    """Whether `cells` text cells joined by commas into `line` are written as they are: none
+    holds a comma, a quote or a line break."""
+    return (
+        line.count(",") == cells - 1 and '"' not in line and "\n" not in line and "\r" not in line
+    )
+
+
+def _csv_no_formula(line: str) -> bool:
+    """Whether no cell of `line` starts as a formula would (each starts the line or follows a
+    comma; a comma inside a cell only makes this say no more often)."""
+    return line[:1] not in _FORMULA_START and _FORMULA_AFTER_COMMA.search(line) is None
+
+
+def _csv_snapshot(text: str | None) -> str:
+    """A snapshot's JSON text as its cell: csv_field(csv_cell(text)), in one step."""
+    if not text:
+        return ""
+    if text[0] in _FORMULA_START:
+        text = "'" + text
+    return csv_field(text)
+
+
+def _csv_row(cells: list[Any]) -> str:
+    """A row (COLUMNS' values) as csv.writer writes `[csv_cell(value), …, prev_hash, hash]`.
+
+    The same text, sooner: the cells before the snapshots are joined at once and looked at as
+    one line (most need neither a `'` nor quotes), and the snapshots, JSON full of quotes, are
+    quoted with str.replace rather than character by character.
+    """
+    head = cells[:_BEFORE]
+    for index in _CSV_NUMBERS:
+        value = head[index]
+        head[index] = "" if value is None else str(value)
+    before, after, *hashes = cells[_BEFORE:]
+    try:
+        line = ",".join(head)
+        if not _csv_no_formula(line):
+            head = [
+                value if index in _CSV_NUMBERS else csv_cell(value)
+                for index, value in enumerate(head)
+            ]
+            line = ",".join(head)
+        if not _csv_unquoted(line, len(head)):
+            line = ",".join(map(csv_field, head))
+        tail = ",".join(hashes)
+        if not _csv_unquoted(tail, len(hashes)):
+            tail = ",".join(map(csv_field, hashes))
+        before, after = _csv_snapshot(before), _csv_snapshot(after)
+    except TypeError:  # a cell that is neither text nor a number: csv.writer's own way
+        out = io.StringIO()
+        csv.writer(out).writerow([*map(csv_cell, cells[: _AFTER + 1]), *hashes])
+        return out.getvalue()
+    return f"{line},{before},{after},{tail}\r\n"
+
+
+def _render_csv(rows: list[tuple[Any, ...]]) -> bytes:
+    out = io.StringIO()
+    write = out.write
+    for cells in _table(rows):
+        write(_csv_row(cells))
+    return out.getvalue().encode()
+
+
+def _render_jsonl(rows: list[tuple[Any, ...]]) -> bytes:
+    """One object a line: the snapshots embedded as the JSON text the database gave, the rest
+    written by orjson (compact, UTF-8, the json module's escapes)."""
+    dumps, fragment, newline = orjson.dumps, orjson.Fragment, orjson.OPT_APPEND_NEWLINE
+    out = io.BytesIO()  # written line by line: a list of the lines, joined, costs twice as much
+    write = out.write
+    for cells in _table(rows):
+        before, after = cells[_BEFORE], cells[_AFTER]
+        cells[_BEFORE] = fragment(before) if before else None
+        cells[_AFTER] = fragment(after) if after else None
+        write(dumps(dict(zip(COLUMNS, cells, strict=True)), option=newline))
+    return out.getvalue()
 
 
 def render_rows(rows: list[tuple[Any, ...]], format: str) -> bytes:
-    if format == "jsonl":
-        encode = _JSON.encode
-        lines = []
-        for row in rows:
-            head, before, after, prev_hash, hash = _record(row)
-            lines.append(
-                f'{encode(head)[:-1]},"before":{before or "null"},"after":{after or "null"},'
-                f'"prev_hash":"{prev_hash}","hash":"{hash}"}}\n'
-            )
-        return "".join(lines).encode()
-    out = io.StringIO()
-    writer = csv.writer(out)
-    for row in rows:
-        head, before, after, prev_hash, hash = _record(row)
-        writer.writerow(
-            [
-                *(csv_cell(value) for value in head.values()),
-                csv_cell(before),
-                csv_cell(after),
-                prev_hash,
-                hash,
-            ]
-        )
-    return out.getvalue().encode()
+    """A chunk of rows as export lines. No database access: it runs beside the next fetch."""
+    return _render_jsonl(rows) if format == "jsonl" else _render_csv(rows)
 
 
 @dataclass
@@ -364,8 +463,8 @@ class _Cursor:
     done: bool = False
 
 
-def export_chunk(plan: ExportPlan, cursor: _Cursor, size: int = CHUNK_SIZE) -> bytes:
-    """The next rows after `cursor` (at most `size`), rendered; marks the cursor done at the end.
+def export_rows(plan: ExportPlan, cursor: _Cursor, size: int = CHUNK_SIZE) -> list[tuple[Any, ...]]:
+    """The next rows after `cursor` (at most `size`); marks the cursor done at the end.
 
     Each query spans a bounded range of seqs (`after < seq <= after + window`), so whatever plan
     the database picks (a bitmap scan and a sort, when its statistics are stale) it never sorts
@@ -374,22 +473,23 @@ def export_chunk(plan: ExportPlan, cursor: _Cursor, size: int = CHUNK_SIZE) -> b
     """
     window = cursor.window or size
     upper = min(cursor.after + window, plan.through)
-    rows = list(
-        plan.queryset.filter(seq__gt=cursor.after, seq__lte=upper)
-        .order_by("seq")
-        .values_list(*_columns())[:size]
-    )
+    rows = list(plan.chunk_queryset.filter(seq__gt=cursor.after, seq__lte=upper)[:size])
     if len(rows) == size:
         cursor.after, cursor.window = rows[-1][0], size
     else:
         cursor.after, cursor.window = upper, min(window * 4, size * MAX_WINDOW_CHUNKS)
     cursor.done = cursor.after >= plan.through
-    if not rows:
-        return b""
-    cursor.rows += len(rows)
-    cursor.first_seq = cursor.first_seq or rows[0][0]
-    cursor.last_seq = rows[-1][0]
-    return render_rows(rows, plan.format)
+    if rows:
+        cursor.rows += len(rows)
+        cursor.first_seq = cursor.first_seq or rows[0][0]
+        cursor.last_seq = rows[-1][0]
+    return rows
+
+
+def _chunks(plan: ExportPlan, cursor: _Cursor, size: int) -> Iterator[list[tuple[Any, ...]]]:
+    while not cursor.done:
+        if rows := export_rows(plan, cursor, size):
+            yield rows
 
 
 def _trailer(plan: ExportPlan, cursor: _Cursor) -> bytes:
@@ -400,14 +500,13 @@ def _trailer(plan: ExportPlan, cursor: _Cursor) -> bytes:
 
 
 def export_stream(plan: ExportPlan, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """The export as a sync iterator of byte chunks (WSGI, the management command)."""
+    """The export as a sync iterator of byte chunks (WSGI, the management command): each chunk
+    rendered in a helper thread while this one fetches the next."""
     cursor = _Cursor()
     if plan.format == "csv":
         yield csv_header()
-    while not cursor.done:
-        chunk = export_chunk(plan, cursor, chunk_size)
-        if chunk:
-            yield chunk
+    render = partial(render_rows, format=plan.format)
+    yield from pipelined(_chunks(plan, cursor, chunk_size), render)
     if trailer := _trailer(plan, cursor):
         yield trailer
 
@@ -415,15 +514,28 @@ def export_stream(plan: ExportPlan, chunk_size: int = CHUNK_SIZE) -> Iterator[by
 async def export_stream_async(
     plan: ExportPlan, chunk_size: int = CHUNK_SIZE
 ) -> AsyncIterator[bytes]:
-    """The same as an async iterator (ASGI): each chunk is fetched and rendered in the request's
-    worker thread, so the event loop only passes bytes along."""
-    fetch = sync_to_async(export_chunk)
+    """The same as an async iterator (ASGI), so the event loop only passes bytes along.
+
+    Chunks are fetched in the request's thread (thread-sensitive: its connection, and every use
+    of that connection in one thread) and rendered in another; the next fetch starts before the
+    chunk in hand is rendered, so the database works on it meanwhile.
+    """
+    fetch = sync_to_async(export_rows)
+    render = sync_to_async(render_rows, thread_sensitive=False)
     cursor = _Cursor()
     if plan.format == "csv":
         yield csv_header()
-    while not cursor.done:
-        chunk = await fetch(plan, cursor, chunk_size)
-        if chunk:
-            yield chunk
+    ahead: asyncio.Future[list[tuple[Any, ...]]] | None = asyncio.ensure_future(
+        fetch(plan, cursor, chunk_size)
+    )
+    try:
+        while ahead is not None:
+            rows = await ahead
+            ahead = None if cursor.done else asyncio.ensure_future(fetch(plan, cursor, chunk_size))
+            if rows:
+                yield await render(rows, plan.format)
+    finally:
+        if ahead is not None:  # the client went away: the fetch under way ends on its own
+            ahead.cancel()
     if trailer := _trailer(plan, cursor):
         yield trailer

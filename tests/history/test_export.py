@@ -14,6 +14,9 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.test import AsyncClient
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from accounts.actors import Actor
@@ -21,6 +24,7 @@ from registry import services
 from registry.choices import Stage
 from registry.history import export
 from registry.history.checkpoints import checkpoint_create
+from registry.history.rows import pipelined
 from registry.models import Event
 from registry.permissions import Level
 from tests.history.conftest import build_history
@@ -311,6 +315,134 @@ def test_csv_header_and_values(auditor_api, history):
     assert json.loads(rows[0]["after"])["name"] == "fraud-scorer"
 
 
+# --- rendering: the fast writers against the plain ones ------------------------------------
+
+_TRICKY = st.text(alphabet=st.sampled_from([*"ab1 ,\"'\r\n\t=+-@{}:é\x00\x1f\u2028", "😀"]))
+_TYPES = st.sampled_from(
+    [
+        "model_version.stage_transitioned",
+        "model_version_alias.set",
+        "transition_request.created",
+        "transition_request.created_refused",
+        "model.tag_set",
+        "=formula.type",
+    ]
+)
+_SNAPSHOT = st.one_of(
+    st.none(),
+    st.just(""),
+    st.just("-1"),
+    st.dictionaries(st.sampled_from(["stage", "alias", "target", "x"]), _TRICKY, max_size=3).map(
+        json.dumps
+    ),
+)
+
+
+def _fetched_rows():
+    """Rows as a chunk query returns them (export._columns' order), with text that needs
+    quoting, escaping or neutralising anywhere."""
+    text, number = _TRICKY, st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1))
+    optional = st.one_of(st.none(), _TRICKY)
+    return st.lists(
+        st.tuples(
+            st.integers(1, 2**63 - 1),  # seq
+            st.just("2026-03-03T09:00:00.000000Z"),
+            _TYPES,
+            *(text, number, text, text, text, text, text, number, number, text),
+            *(optional, optional, optional, optional, optional, optional),  # the snapshot keys
+            _SNAPSHOT,
+            _SNAPSHOT,
+            text,
+            text,
+        ),
+        max_size=4,
+    )
+
+
+def _plain_jsonl(rows) -> bytes:
+    """The JSON Lines writer as it was: the json module for the leading columns."""
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    lines = []
+    for cells in export._table(rows):
+        head = dict(zip(export.COLUMNS[:17], cells[:17], strict=True))
+        before, after, prev_hash, hash = cells[17:]
+        lines.append(
+            f'{encode(head)[:-1]},"before":{before or "null"},"after":{after or "null"},'
+            f'"prev_hash":{encode(prev_hash)},"hash":{encode(hash)}}}\n'
+        )
+    return "".join(lines).encode()
+
+
+def _plain_csv(rows) -> bytes:
+    """The CSV writer as it was: csv.writer, csv_cell on every cell but the hashes."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for cells in export._table(rows):
+        writer.writerow([*map(export.csv_cell, cells[:19]), *cells[19:]])
+    return out.getvalue().encode()
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(rows=_fetched_rows())
+def test_the_fast_writers_write_what_the_plain_ones_do(rows):
+    assert export.render_rows(rows, "jsonl") == _plain_jsonl(rows)
+    assert export.render_rows(rows, "csv") == _plain_csv(rows)
+
+
+@pytest.mark.parametrize("text", ["a,b", 'say "hi"', "two\nlines", "cr\r", "", "plain", "é😀"])
+def test_csv_field_quotes_as_csv_writer_does(text):
+    out = io.StringIO()
+    csv.writer(out).writerow(["x", text])
+    assert f"x,{export.csv_field(text)}\r\n" == out.getvalue()
+
+
+def test_pipelined_works_in_order_beside_the_reads():
+    read, worked = [], []
+
+    def items():
+        for number in range(5):
+            read.append(number)
+            yield number
+
+    def work(number):
+        worked.append(number)
+        return number * 10
+
+    assert list(pipelined(items(), work)) == [0, 10, 20, 30, 40]
+    assert read == worked == [0, 1, 2, 3, 4]
+
+
+def test_pipelined_stops_reading_when_closed_and_raises_what_work_raised():
+    read = []
+
+    def items():
+        for number in range(100):
+            read.append(number)
+            yield number
+
+    results = pipelined(items(), lambda number: number)
+    assert next(results) == 0
+    results.close()
+    assert len(read) <= 3  # the one worked on, the one read beside it, and no more
+
+    def fail(number):
+        raise ValueError(number)
+
+    with pytest.raises(ValueError, match="0"):
+        list(pipelined(iter(range(3)), fail))
+
+
+def test_an_export_closed_early_leaves_the_connection_usable(auditor, history):
+    plan = export.export_plan(
+        viewer=Actor(user=auditor), format="jsonl", filters=export.ExportFilters()
+    )
+    stream = export.export_stream(plan, chunk_size=2)
+    assert next(stream).count(b"\n") == 2
+    stream.close()
+
+    assert Event.objects.count() == 12
+
+
 # --- offline verification -------------------------------------------------------------------
 
 
@@ -360,13 +492,13 @@ def test_a_filtered_export_verifies_its_rows_and_contiguous_runs(auditor_api, hi
 
 def test_the_export_is_fetched_in_chunks(auditor_api, history, monkeypatch):
     fetched = []
-    chunk = export.export_chunk
+    chunk = export.export_rows
 
     def spy(plan, cursor, size=export.CHUNK_SIZE):
         fetched.append(cursor.after)
         return chunk(plan, cursor, 5)
 
-    monkeypatch.setattr(export, "export_chunk", spy)
+    monkeypatch.setattr(export, "export_rows", spy)
     rows, manifest = jsonl(auditor_api.get(URL))
 
     assert fetched == [0, 5, 10]  # keyset: seq > the last one sent, five at a time
@@ -382,15 +514,15 @@ def test_sparse_exports_widen_their_window(auditor_api, history, actor, monkeypa
         services.model_tag_set(model=history, key="k", value=str(number), actor=actor)
     services.model_tag_set(model=other, key="k", value="v", actor=actor)  # seq 54
     spans = []
-    chunk = export.export_chunk
+    chunk = export.export_rows
 
     def spy(plan, cursor, size=export.CHUNK_SIZE):
         before = cursor.after
-        rendered = chunk(plan, cursor, 2)
+        rows = chunk(plan, cursor, 2)
         spans.append((before, cursor.after))
-        return rendered
+        return rows
 
-    monkeypatch.setattr(export, "export_chunk", spy)
+    monkeypatch.setattr(export, "export_rows", spy)
     rows, _ = jsonl(auditor_api.get(URL, {"model": "other"}))
 
     assert [row["seq"] for row in rows] == [13, 54]
@@ -416,19 +548,20 @@ def test_under_asgi_the_export_is_an_async_stream(auditor, history):
 
 @pytest.mark.django_db(transaction=True)
 def test_under_asgi_rows_are_sent_while_later_chunks_are_still_unread(monkeypatch, actor_tx):
-    """Through the real ASGI handler: the first body message leaves before the second chunk is
-    fetched (a buffered response would fetch everything first)."""
+    """Through the real ASGI handler, two rows a chunk: the first body message leaves before the
+    third chunk is fetched (the second is fetched while the first is rendered; a buffered
+    response would fetch everything first)."""
     from config.asgi import application
 
     build_history(actor_tx)
     timeline: list[str] = []
-    chunk = export.export_chunk
+    chunk = export.export_rows
 
     def spy(plan, cursor, size=export.CHUNK_SIZE):
         timeline.append(f"fetch {cursor.after}")
-        return chunk(plan, cursor, 4)
+        return chunk(plan, cursor, 2)
 
-    monkeypatch.setattr(export, "export_chunk", spy)
+    monkeypatch.setattr(export, "export_rows", spy)
     auth = "Basic " + base64.b64encode(b"alice:alice-password-1").decode()
     scope = {
         "type": "http",
@@ -460,7 +593,8 @@ def test_under_asgi_rows_are_sent_while_later_chunks_are_still_unread(monkeypatc
     async_to_sync(application)(scope, receive, send)
 
     assert sent[0]["status"] == 200
-    assert timeline[:3] == ["fetch 0", "send", "fetch 4"]
+    assert timeline[0] == "fetch 0"
+    assert timeline.index("send") < timeline.index("fetch 4")
     payload = b"".join(message.get("body", b"") for message in sent[1:])
     assert len(payload.decode().splitlines()) == 13  # 12 rows and the manifest
 

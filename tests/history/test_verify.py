@@ -355,7 +355,7 @@ def test_verify_history_json_output(history):
 
 
 def test_verification_reads_in_chunks(history):
-    """A small chunk size walks the same rows (the server-side iterator's batches)."""
+    """A small chunk size walks the same rows (queries of five seqs, hashed behind the reads)."""
     verdict = history_verify(chunk_size=5)
 
     assert verdict.ok
@@ -424,13 +424,14 @@ def _rewrite(seq: int) -> None:
         (lambda: _delete("seq > 10"), (11, "tail_cut", None)),
     ],
 )
-@pytest.mark.parametrize("range_size", [5, 100_000])
-def test_ranges_find_the_same_first_problem(history, damage, expected, range_size):
-    """The walk in ranges (5 seqs: 1-5, 6-10, 11-12) links them as one chain."""
+@pytest.mark.parametrize(("range_size", "chunk_size"), [(5, 5000), (100_000, 5000), (100_000, 2)])
+def test_ranges_find_the_same_first_problem(history, damage, expected, range_size, chunk_size):
+    """The walk in ranges (5 seqs: 1-5, 6-10, 11-12) links them as one chain; in chunks of two
+    rows, each hashed while the next is read, it stops at the same row."""
     checkpoint_create()  # seq 12
     damage()
 
-    verdict = history_verify(range_size=range_size)
+    verdict = history_verify(range_size=range_size, chunk_size=chunk_size)
 
     if expected is None:
         assert verdict.ok
