@@ -33,9 +33,7 @@ import contextvars
 import functools
 import os
 import re
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 from typing import Any
 
@@ -57,6 +55,7 @@ from django.utils.log import log_response  # noqa: E402
 
 from config import metrics, middleware  # noqa: E402
 from config.logs import request_id_var  # noqa: E402
+from config.threads import LazyThreadPool  # noqa: E402
 from registry.api import polling  # noqa: E402
 
 # The poll route as config/urls.py and registry/api/urls.py spell it (`<str:…>` is `[^/]+`);
@@ -108,25 +107,12 @@ def mlflow_routes() -> dict[str, tuple[ResolverMatch, frozenset[str]]]:
     return routes
 
 
-_write_pool: ThreadPoolExecutor | None = None
-_write_pool_lock = threading.Lock()
-
-
-def _write_executor() -> ThreadPoolExecutor:
-    global _write_pool
-    with _write_pool_lock:
-        if _write_pool is None:
-            _write_pool = ThreadPoolExecutor(
-                max_workers=settings.MODELGATE_WRITE_THREADS, thread_name_prefix="modelgate-write"
-            )
-        return _write_pool
+_write_pool = LazyThreadPool(lambda: settings.MODELGATE_WRITE_THREADS, "modelgate-write")
 
 
 def write_pool_close() -> None:
     """Stop the writes' pool (tests; its threads hold no connection between requests)."""
-    global _write_pool
-    with _write_pool_lock:
-        pool, _write_pool = _write_pool, None
+    pool = _write_pool.take()
     if pool is not None:
         pool.shutdown(wait=True)
 
@@ -138,7 +124,7 @@ async def in_write_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
     return await loop.run_in_executor(
-        _write_executor(), functools.partial(context.run, _released_after, func, *args, **kwargs)
+        _write_pool.get(), functools.partial(context.run, _released_after, func, *args, **kwargs)
     )
 
 

@@ -30,7 +30,6 @@ import functools
 import hashlib
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +46,7 @@ from accounts.actors import Actor
 from config.api import WWW_AUTHENTICATE, error_json
 from config.errors import DomainError, InvalidParameter, NotFound
 from config.localcache import LocalCache
+from config.threads import LazyThreadPool
 from registry import selectors
 from registry.api.serializers import VersionOutSerializer
 from registry.permissions import Level, recent_level
@@ -88,25 +88,12 @@ class _Remembered:
 
 # (model name, alias) → its answer as last read from the database (see the module doc).
 remembered_aliases: LocalCache[_Remembered] = LocalCache(10_000)
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max_workers=settings.MODELGATE_POLL_THREADS, thread_name_prefix="modelgate-poll"
-            )
-        return _pool
+_pool = LazyThreadPool(lambda: settings.MODELGATE_POLL_THREADS, "modelgate-poll")
 
 
 def pool_close() -> None:
     """Close every pool thread's database connection and stop the pool (tests, shutdown)."""
-    global _pool
-    with _pool_lock:
-        pool, _pool = _pool, None
+    pool = _pool.take()
     if pool is None:
         return
     workers = pool._max_workers
@@ -131,7 +118,7 @@ async def _in_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
     # thread carry the request's id (config.logs).
     context = contextvars.copy_context()
     return await loop.run_in_executor(
-        _executor(), functools.partial(context.run, _pooled, func, *args, **kwargs)
+        _pool.get(), functools.partial(context.run, _pooled, func, *args, **kwargs)
     )
 
 
