@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
 import os
 import re
 from collections.abc import Callable
@@ -121,11 +119,7 @@ async def in_write_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -
     """Run an MLflow write on the writes' pool of threads, in the caller's context (its log
     records carry the request's id), its database connection handed back to the connection pool
     afterwards, as Django's request_finished signal does when CONN_MAX_AGE is 0."""
-    loop = asyncio.get_running_loop()
-    context = contextvars.copy_context()
-    return await loop.run_in_executor(
-        _write_pool.get(), functools.partial(context.run, _released_after, func, *args, **kwargs)
-    )
+    return await _write_pool.run(_released_after, func, *args, **kwargs)
 
 
 def _released_after(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

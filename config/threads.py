@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 
 class LazyThreadPool:
@@ -31,3 +35,12 @@ class LazyThreadPool:
         with self._lock:
             pool, self._pool = self._pool, None
         return pool
+
+    async def run(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`func(*args, **kwargs)` on one of the pool's threads, awaited, in the caller's
+        context as sync_to_async runs code (log records written there carry the request's id)."""
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(
+            self.get(), functools.partial(context.run, func, *args, **kwargs)
+        )

@@ -25,8 +25,6 @@ moment earlier. A 200 always reads the database.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import hashlib
 import threading
 from collections.abc import Awaitable, Callable
@@ -113,13 +111,7 @@ async def _in_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
     Django runs sync code (a thread per request, its connection closed when the request ends)."""
     if settings.MODELGATE_POLL_THREADS <= 0:
         return await sync_to_async(func)(*args, **kwargs)
-    loop = asyncio.get_running_loop()
-    # In the caller's context, as sync_to_async runs code: log records written on the pool
-    # thread carry the request's id (config.logs).
-    context = contextvars.copy_context()
-    return await loop.run_in_executor(
-        _pool.get(), functools.partial(context.run, _pooled, func, *args, **kwargs)
-    )
+    return await _pool.run(_pooled, func, *args, **kwargs)
 
 
 in_thread = _in_thread  # for config.asgi's lean lane of the MLflow reads
