@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import SimpleRateThrottle
 
 WINDOW_SECONDS = 60
@@ -26,13 +27,30 @@ def _counters() -> Any:
     return caches.create_connection("default")
 
 
+@memoize
+def _redis_reader(counters: RedisCache) -> Any:
+    """One Redis client kept for reading `counters`' keys. The cache's own get builds a client
+    object (and validates the key) on every call: a tenth of an authenticated API request."""
+    return counters._cache.get_client(write=False)  # type: ignore[attr-defined]
+
+
 def _key(address: str) -> str:
     return f"modelgate:authfail:{address}"
 
 
+def _failures(address: str) -> int:
+    """The failures counted for `address` in the current window."""
+    counters = _counters()
+    if not isinstance(counters, RedisCache):
+        return int(counters.get(_key(address), 0))
+    # The cache stores integers as plain Redis integers (it pickles only other values).
+    value = _redis_reader(counters).get(counters.make_key(_key(address)))
+    return 0 if value is None else int(value)
+
+
 def auth_failures_exceeded(address: str) -> bool:
     try:
-        failures = int(_counters().get(_key(address), 0))
+        failures = _failures(address)
     except Exception:
         logger.warning("auth throttle cache unavailable", exc_info=True)
         return False

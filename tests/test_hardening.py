@@ -362,6 +362,37 @@ def test_the_token_throttle_counts_in_redis(owner, settings):
     assert len(_counters().get(f"modelgate:throttle:token_create:{owner.pk}")) == 2
 
 
+@pytest.mark.redis
+def test_failed_logins_are_counted_and_read_back_in_redis(settings):
+    from django.core.cache.backends.redis import RedisCache
+
+    from accounts import throttling
+
+    settings.MODELGATE_AUTH_FAILURES_PER_MINUTE = 3
+    assert isinstance(throttling._counters(), RedisCache)  # the direct reading path
+    assert throttling._failures("192.0.2.7") == 0
+    for count in (1, 2):
+        throttling.auth_failure_note("192.0.2.7")
+        assert throttling._failures("192.0.2.7") == count
+    assert throttling.auth_failures_exceeded("192.0.2.7") is False
+    throttling.auth_failure_note("192.0.2.7")
+    assert throttling.auth_failures_exceeded("192.0.2.7") is True
+    assert throttling.auth_failures_exceeded("192.0.2.8") is False
+    # The window's expiry is the cache's: the counter carries its TTL.
+    key = throttling._counters().make_key("modelgate:authfail:192.0.2.7")
+    ttl = throttling._redis_reader(throttling._counters()).ttl(key)
+    assert 0 < ttl <= throttling.WINDOW_SECONDS
+
+
+def test_the_auth_throttle_lets_requests_through_when_its_cache_is_down():
+    from accounts import throttling
+
+    broken = mock.Mock()
+    broken.get.side_effect = ConnectionError("cache down")
+    with mock.patch("accounts.throttling._counters", return_value=broken):
+        assert throttling.auth_failures_exceeded("192.0.2.9") is False
+
+
 # --- what the schema promises ---------------------------------------------------------------
 
 
