@@ -1,8 +1,8 @@
 """The outbox side of the event log: hand committed events to the configured consumers.
 
 Consumers are callables `consumer(event)` named by dotted path in MODELGATE_EVENT_CONSUMERS. They
-must be idempotent: an event is handed over again when a previous attempt failed or its worker
-died before the outbox row was removed.
+must be idempotent: an event is handed over again when a previous attempt failed (its own or that
+of an event in the same batch) or its worker died before the outbox row was removed.
 
 Writers do not queue one task per event. The chain head carries `publish_queued_at`, read and set
 under the row lock every append takes anyway: the first event of a burst queues the publishing
@@ -91,9 +91,27 @@ def _hand_over_one(entry: EventOutbox, consumers: Sequence[Consumer]) -> bool:
 
 
 def _hand_over(entries: list[EventOutbox]) -> list[int]:
-    """Hand locked outbox entries to every consumer, in order; returns the seqs that went."""
+    """Hand locked outbox entries to every consumer, in order; returns the seqs that went.
+
+    The whole batch goes in one savepoint (two round trips per event less than one each). If
+    any event fails, the batch's writes are rolled back and its events handed over again one by
+    one, each in a savepoint of its own, so the failing one is counted and the others go: the
+    events before it (and the failing one) reach the consumers twice, which is why they must be
+    idempotent. A batch of one goes straight to its own savepoint.
+    """
     consumers = event_consumers()
     if not consumers:
+        return [entry.pk for entry in entries]
+    if len(entries) == 1:
+        return [entries[0].pk] if _hand_over_one(entries[0], consumers) else []
+    try:
+        with transaction.atomic():
+            for entry in entries:
+                for consumer in consumers:
+                    consumer(entry.event)
+    except Exception:
+        logger.info("a batch of %d events failed to publish; publishing one by one", len(entries))
+    else:
         return [entry.pk for entry in entries]
     return [entry.pk for entry in entries if _hand_over_one(entry, consumers)]
 

@@ -6,6 +6,8 @@ import itertools
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.actors import Actor, Source
@@ -349,14 +351,31 @@ def test_a_publishing_run_goes_on_after_a_failing_event_and_leaves_it_to_the_swe
 
     assert publishing.events_publish() == 3
 
-    assert [seq for seq, _ in consumers.received] == [1, 2, 3, 4]
+    # The batch failed at event 2 and was rolled back, then handed over event by event: event 1
+    # (and the failing 2) reached the consumer twice, which is why consumers are idempotent.
+    assert [seq for seq, _ in consumers.received] == [1, 2, 1, 2, 3, 4]
     outbox = EventOutbox.objects.get()
     assert (outbox.pk, outbox.attempts) == (2, 1)
     # A later run does not retry it (the sweeper does, once it is stale).
     make_version(actor, model)
     assert publishing.events_publish() == 1
-    assert [seq for seq, _ in consumers.received] == [1, 2, 3, 4, 5]
+    assert [seq for seq, _ in consumers.received] == [1, 2, 1, 2, 3, 4, 5]
     assert list(EventOutbox.objects.values_list("pk", flat=True)) == [2]
+
+
+def test_a_batch_that_publishes_cleanly_takes_one_savepoint(actor, record_consumer):
+    model = make_model(actor, "m")
+    for _ in range(4):
+        make_version(actor, model)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert publishing.events_publish() == 5
+
+    assert [seq for seq, _ in consumers.received] == [1, 2, 3, 4, 5]
+    savepoints = [q["sql"] for q in queries if q["sql"].startswith("SAVEPOINT")]
+    # The run's transaction (a savepoint within the test's) and the batch's: not one per event.
+    assert len(savepoints) == 2
+    assert EventOutbox.objects.count() == 0
 
 
 def test_an_event_appended_while_a_run_works_is_handed_over_by_that_run(
