@@ -1,10 +1,14 @@
 """Writes on model versions: creation, edits, stage transitions, soft deletion, tags."""
 
+from __future__ import annotations
+
+import re
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from accounts.actors import Actor
@@ -57,10 +61,8 @@ def version_create(
     run_id = validate_run_id(run_id)
     tag_values = validate_tags(tags)
     now = timezone.now()
-    model = _model_take_number(model, now)
     version = ModelVersion(
         model=model,
-        version=model.last_version,
         source=source,
         storage_location=storage_location or "",
         run_id=run_id,
@@ -73,7 +75,7 @@ def version_create(
         created_at=now,
         updated_at=now,
     )
-    insert(transaction.get_connection(), version)
+    model = _numbered_insert(version, now)
     ModelVersionTag.objects.bulk_create(
         ModelVersionTag(version=version, key=key, value=value) for key, value in tag_values.items()
     )
@@ -88,44 +90,75 @@ def version_create(
     return version
 
 
-def _model_take_number(model: RegisteredModel, now: datetime) -> RegisteredModel:
-    """Lock the model row and take its next version number; the model as it is now.
+def _numbered_insert(version: ModelVersion, now: datetime) -> RegisteredModel:
+    """Lock the version's model, take its next version number and insert `version` with it;
+    the model as it is now.
 
-    model_lock and the counter's update; on PostgreSQL one statement (the UPDATE takes the row
-    lock, and a concurrent one waits for it and then counts on from the committed number).
+    On PostgreSQL one statement: the counter's UPDATE takes the model's row lock (a concurrent
+    one waits for it and then counts on from the committed number) and the INSERT takes the
+    number it returns. Elsewhere model_lock, the counter's update and the INSERT.
     """
     connection = transaction.get_connection()
     if connection.vendor != "postgresql":
-        model = model_lock(model)
+        model = model_lock(version.model)
         model.last_version += 1
         model.updated_at = now
         model.save(update_fields=["last_version", "updated_at"])
+        version.model, version.version = model, model.last_version
+        insert(connection, version)
         return model
-    names, sql = _take_number_sql()
+    names, sql, fields = _numbered_insert_sql()
+    params = [field.get_db_prep_save(field.pre_save(version, True), connection) for field in fields]
     with prepared_cursor(connection.alias) as cursor:
-        cursor.execute(sql, [now, model.pk])
+        cursor.execute(sql, [now, version.model_id, *params])
         row = cursor.fetchone()
     if row is None:
-        raise RegisteredModel.DoesNotExist(f"Registered model {model.pk} does not exist.")
-    return RegisteredModel.from_db(connection.alias, names, row)
+        raise RegisteredModel.DoesNotExist(f"Registered model {version.model_id} does not exist.")
+    model = RegisteredModel.from_db(connection.alias, names, row[:-1])
+    version.model, version.version, version.pk = model, model.last_version, row[-1]
+    version._state.adding = False
+    version._state.db = connection.alias
+    return model
 
 
 @cache
-def _take_number_sql() -> tuple[list[str], str]:
+def _numbered_insert_sql() -> tuple[list[str], str, tuple[Field[Any, Any], ...]]:
+    """_numbered_insert's statement (PostgreSQL): the model's columns as the UPDATE returns
+    them and the new version's id; the version fields whose values are parameters."""
     from django.db import connection
 
     quote = connection.ops.quote_name
-    meta = RegisteredModel._meta
-    fields = meta.concrete_fields
-    columns = {field.name: quote(field.column) for field in fields}
-    last, updated = columns["last_version"], columns["updated_at"]
-    returning = ", ".join(columns.values())
-    # Identifiers quoted from the model's metadata, every value a parameter.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {last} = {last} + 1, {updated} = %s "  # noqa: S608
-        f"WHERE {quote(meta.pk.column)} = %s RETURNING {returning}"
+    model_meta, version_meta = RegisteredModel._meta, ModelVersion._meta
+    model_fields = model_meta.concrete_fields
+    last = quote(model_meta.get_field("last_version").column)
+    updated = quote(model_meta.get_field("updated_at").column)
+    returned = ", ".join(f"taken.{quote(field.column)}" for field in model_fields)
+    inserted = [f for f in version_meta.local_concrete_fields if f is not version_meta.auto_field]
+    numbered = {
+        "model": f"taken.{quote(model_meta.pk.column)}",
+        "version": f"taken.{last}",
+    }
+    # A parameter in a SELECT list has no column type to take: cast each to its column's type,
+    # without a length (an explicit cast to varchar(n) would cut a longer value short; the
+    # column's own assignment still refuses it).
+    values = ", ".join(
+        numbered.get(field.name)
+        or f"CAST(%s AS {re.sub(r'[(].*[)]', '', field.db_type(connection) or '')})"
+        for field in inserted
     )
-    return [field.attname for field in fields], sql
+    columns = ", ".join(quote(field.column) for field in inserted)
+    version_pk = quote(version_meta.pk.column)
+    # Identifiers quoted from the models' metadata, every value a parameter.
+    sql = (
+        f"WITH taken AS (UPDATE {quote(model_meta.db_table)} "  # noqa: S608
+        f"SET {last} = {last} + 1, {updated} = %s WHERE {quote(model_meta.pk.column)} = %s "
+        f"RETURNING *), "
+        f"added AS (INSERT INTO {quote(version_meta.db_table)} ({columns}) "
+        f"SELECT {values} FROM taken RETURNING {version_pk}) "
+        f"SELECT {returned}, added.{version_pk} FROM taken, added"
+    )
+    parameters = tuple(field for field in inserted if field.name not in numbered)
+    return [field.attname for field in model_fields], sql, parameters
 
 
 def _touch(version: ModelVersion, now: Any = None) -> None:
