@@ -179,10 +179,10 @@ def _chain_head_locked(connection: BaseDatabaseWrapper) -> EventChainHead:
     if connection.vendor == "postgresql":
         # The ORM's query for this, compiled on every append, costs more than the round trip.
         with prepared_cursor(connection.alias) as cursor:
-            cursor.execute(_head_sql(connection.vendor)[0])
+            cursor.execute(_head_sql(connection.vendor)[0] + " FOR UPDATE")
             row = cursor.fetchone()
         if row is not None:
-            return EventChainHead(pk=1, seq=row[0], hash=row[1], publish_queued_at=row[2])
+            return chain_head(*row)
     head = EventChainHead.objects.select_for_update().filter(pk=1).first()
     if head is not None:
         return head
@@ -201,7 +201,7 @@ def _chain_head_locked(connection: BaseDatabaseWrapper) -> EventChainHead:
 
 @cache
 def _head_sql(vendor: str) -> tuple[str, str]:
-    """The head's locking read and its update (identifiers quoted, every value a parameter)."""
+    """The head's read and its update (identifiers quoted, every value a parameter)."""
     quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
     head = EventChainHead._meta
     table, pk, seq, hash_, queued = (
@@ -214,9 +214,22 @@ def _head_sql(vendor: str) -> tuple[str, str]:
             head.get_field("publish_queued_at").column,
         )
     )
-    select = f"SELECT {seq}, {hash_}, {queued} FROM {table} WHERE {pk} = 1 FOR UPDATE"  # noqa: S608
+    # Its WHERE clause open: callers add " FOR UPDATE", or a condition of theirs first.
+    select = f"SELECT {seq}, {hash_}, {queued} FROM {table} WHERE {pk} = 1"  # noqa: S608
     update = f"UPDATE {table} SET {seq} = %s, {hash_} = %s, {queued} = %s WHERE {pk} = 1"  # noqa: S608
     return select, update
+
+
+def chain_head_lock_sql(condition: str) -> str:
+    """The head's locking read (its seq, hash and publish mark, in that order) for a service to
+    nest in one of its statements: the row is locked only where `condition` holds, which is how
+    the statement makes sure it locks its own rows first (see event_record's `head`)."""
+    return f"{_head_sql(connections[DEFAULT_DB_ALIAS].vendor)[0]} AND ({condition}) FOR UPDATE"
+
+
+def chain_head(seq: int, hash: str, publish_queued_at: datetime | None) -> EventChainHead:
+    """The head as chain_head_lock_sql reads it, to pass to event_record."""
+    return EventChainHead(pk=1, seq=seq, hash=hash, publish_queued_at=publish_queued_at)
 
 
 def chain_head_seq() -> int:
@@ -235,16 +248,19 @@ def event_record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     comment: str = "",
+    head: EventChainHead | None = None,
 ) -> Event:
     """Append one event to the chain; must run inside the transaction that made the change.
 
     The chain head's row lock is taken last in every service (after the rows being changed), so
-    appends are serialised in commit order without lock-order inversions.
+    appends are serialised in commit order without lock-order inversions. A service that has
+    locked the head already, in this transaction, passes it as `head` (see chain_head_lock_sql).
     """
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("event_record must be called inside the change's transaction")
-    head = _chain_head_locked(connection)
+    if head is None:
+        head = _chain_head_locked(connection)
     now = timezone.now()
     event = Event(
         seq=head.seq + 1,

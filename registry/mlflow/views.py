@@ -231,8 +231,9 @@ class LatestVersionsApi(MlflowApi):
     get = post
 
 
-# Unsaved stand-ins (id and name) for the permission checks of the reads: making a model
-# instance costs more than the rest of a kept read.
+# Unsaved stand-ins (id and name) for the permission checks of the reads and the model a version
+# is created in (never changed: the services read their own copy): making a model instance costs
+# more than the rest of a kept read.
 _stand_ins: LocalCache[RegisteredModel] = LocalCache(4096)
 
 
@@ -398,7 +399,7 @@ class ModelVersionCreateApi(MlflowApi):
         _check_source(source)
         tags = params.objects("tags")
         version = services.version_create(
-            model=RegisteredModel(pk=model_id, name=name),  # the service locks and re-reads it
+            model=_stand_in(model_id, name),  # the service locks and re-reads it
             actor=_actor(request),
             source=source,
             storage_location=_storage_location(_actor(request), source),

@@ -15,10 +15,16 @@ from accounts.actors import Actor
 from config.errors import InvalidParameter, NotFound
 from config.sql import prepared_cursor
 from registry.choices import EventType, Stage
-from registry.events import event_record, version_snapshot
+from registry.events import chain_head, chain_head_lock_sql, event_record, version_snapshot
 from registry.guards import GuardedWrite, alias_target, guards_check
 from registry.inserts import insert
-from registry.models import ModelAlias, ModelVersion, ModelVersionTag, RegisteredModel
+from registry.models import (
+    EventChainHead,
+    ModelAlias,
+    ModelVersion,
+    ModelVersionTag,
+    RegisteredModel,
+)
 from registry.refusals import Refusal, refusal_noted, refusals_recorded
 from registry.services.models import model_lock
 from registry.validation import validate_run_id, validate_source, validate_tag, validate_tags
@@ -75,7 +81,7 @@ def version_create(
         created_at=now,
         updated_at=now,
     )
-    model = _numbered_insert(version, now)
+    model, head = _numbered_insert(version, now)
     ModelVersionTag.objects.bulk_create(
         ModelVersionTag(version=version, key=key, value=value) for key, value in tag_values.items()
     )
@@ -86,17 +92,22 @@ def version_create(
         version=version.version,
         # A new version has exactly the tags just written and no alias yet.
         after=version_snapshot(version, tags=dict(tag_values), aliases=[]),
+        head=head,
     )
     return version
 
 
-def _numbered_insert(version: ModelVersion, now: datetime) -> RegisteredModel:
+def _numbered_insert(
+    version: ModelVersion, now: datetime
+) -> tuple[RegisteredModel, EventChainHead | None]:
     """Lock the version's model, take its next version number and insert `version` with it;
-    the model as it is now.
+    the model as it is now, and the event chain's head if this locked it too.
 
     On PostgreSQL one statement: the counter's UPDATE takes the model's row lock (a concurrent
-    one waits for it and then counts on from the committed number) and the INSERT takes the
-    number it returns. Elsewhere model_lock, the counter's update and the INSERT.
+    one waits for it and then counts on from the committed number), the INSERT takes the number
+    it returns, and the head's row lock comes last, once the version is in (the one lock order:
+    model, version, head). Elsewhere model_lock, the counter's update and the INSERT; the event
+    locks the head.
     """
     connection = transaction.get_connection()
     if connection.vendor != "postgresql":
@@ -106,7 +117,7 @@ def _numbered_insert(version: ModelVersion, now: datetime) -> RegisteredModel:
         model.save(update_fields=["last_version", "updated_at"])
         version.model, version.version = model, model.last_version
         insert(connection, version)
-        return model
+        return model, None
     names, sql, fields = _numbered_insert_sql()
     params = [field.get_db_prep_save(field.pre_save(version, True), connection) for field in fields]
     with prepared_cursor(connection.alias) as cursor:
@@ -114,17 +125,21 @@ def _numbered_insert(version: ModelVersion, now: datetime) -> RegisteredModel:
         row = cursor.fetchone()
     if row is None:
         raise RegisteredModel.DoesNotExist(f"Registered model {version.model_id} does not exist.")
-    model = RegisteredModel.from_db(connection.alias, names, row[:-1])
-    version.model, version.version, version.pk = model, model.last_version, row[-1]
+    model = RegisteredModel.from_db(connection.alias, names, row[: len(names)])
+    version_pk, seq, hash_, publish_queued_at = row[len(names) :]
+    version.model, version.version, version.pk = model, model.last_version, version_pk
     version._state.adding = False
     version._state.db = connection.alias
-    return model
+    # No head row (a flushed table): the event recreates it.
+    head = None if seq is None else chain_head(seq, hash_, publish_queued_at)
+    return model, head
 
 
 @cache
 def _numbered_insert_sql() -> tuple[list[str], str, tuple[Field[Any, Any], ...]]:
-    """_numbered_insert's statement (PostgreSQL): the model's columns as the UPDATE returns
-    them and the new version's id; the version fields whose values are parameters."""
+    """_numbered_insert's statement (PostgreSQL): it returns the model's columns as the UPDATE
+    left them, the new version's id and the chain head's seq, hash and publish mark (NULLs
+    without a head row); the version fields whose values are parameters come with it."""
     from django.db import connection
 
     quote = connection.ops.quote_name
@@ -148,14 +163,20 @@ def _numbered_insert_sql() -> tuple[list[str], str, tuple[Field[Any, Any], ...]]
     )
     columns = ", ".join(quote(field.column) for field in inserted)
     version_pk = quote(version_meta.pk.column)
+    # The head's read is gated on the inserted row: PostgreSQL evaluates that uncorrelated
+    # EXISTS once, before it scans the head, and to answer it runs the INSERT and so the UPDATE.
+    # The model's row lock is therefore always taken before the head's, never the other way.
+    head = chain_head_lock_sql("EXISTS (SELECT FROM added)")
     # Identifiers quoted from the models' metadata, every value a parameter.
     sql = (
         f"WITH taken AS (UPDATE {quote(model_meta.db_table)} "  # noqa: S608
         f"SET {last} = {last} + 1, {updated} = %s WHERE {quote(model_meta.pk.column)} = %s "
         f"RETURNING *), "
         f"added AS (INSERT INTO {quote(version_meta.db_table)} ({columns}) "
-        f"SELECT {values} FROM taken RETURNING {version_pk}) "
-        f"SELECT {returned}, added.{version_pk} FROM taken, added"
+        f"SELECT {values} FROM taken RETURNING {version_pk}), "
+        f"head AS ({head}) "
+        f"SELECT {returned}, added.{version_pk}, head.* FROM taken CROSS JOIN added "
+        f"LEFT JOIN head ON true"
     )
     parameters = tuple(field for field in inserted if field.name not in numbered)
     return [field.attname for field in model_fields], sql, parameters

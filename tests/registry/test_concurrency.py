@@ -117,6 +117,33 @@ def test_concurrent_version_creation_numbers_1_to_50_with_a_valid_chain(actor: A
     ] * 50
 
 
+@pytest.mark.django_db(transaction=True)
+def test_versions_created_among_other_writes_on_their_models_never_deadlock(actor: Actor):
+    """Version creation locks its model, then the chain head, in one statement on PostgreSQL;
+    the other writes lock the model and then the head in two. Any other order would deadlock
+    (PostgreSQL aborts one of the two) when they race on the same models."""
+    models = [make_model(actor, f"m{n}") for n in range(3)]
+
+    def create(model: RegisteredModel, n: int) -> int:
+        return make_version(actor, model, source=f"s3://models/{model.name}/{n}").version
+
+    def tag(model: RegisteredModel, n: int) -> None:
+        services.model_tag_set(model=model, actor=actor, key=f"k{n}", value=str(n))
+
+    writers, _ = run_together(
+        [lambda m=m, n=n: create(m, n) for m in models for n in range(8)]
+        + [lambda m=m, n=n: tag(m, n) for m in models for n in range(8)]
+    )
+
+    assert errors_of(writers) == []
+    for model in models:
+        numbers = ModelVersion.objects.filter(model=model).values_list("version", flat=True)
+        assert sorted(numbers) == list(range(1, 9))
+        assert model.tags.count() == 8
+    events = assert_chain_valid()
+    assert len(events) == 3 + 3 * 8 * 2
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_appends_are_published_once_each_in_seq_order(actor: Actor, settings):

@@ -341,6 +341,23 @@ def test_a_lost_publishing_message_is_covered_by_the_sweeper(actor, record_consu
     assert EventOutbox.objects.count() == 0
 
 
+def test_a_version_created_without_a_chain_head_row_continues_the_chain(actor):
+    model = make_model(actor, "m")
+    EventChainHead.objects.all().delete()  # as after a table flush
+
+    version = make_version(actor, model)
+
+    events = list(Event.objects.order_by("seq"))
+    assert [(event.seq, event.type) for event in events] == [
+        (1, "registered_model.created"),
+        (2, "model_version.created"),
+    ]
+    assert events[1].prev_hash == events[0].hash
+    assert events[1].version == version.version == 1
+    head = EventChainHead.objects.get()
+    assert (head.seq, head.hash) == (2, events[1].hash)
+
+
 def test_a_publishing_run_goes_on_after_a_failing_event_and_leaves_it_to_the_sweeper(
     actor, settings
 ):
