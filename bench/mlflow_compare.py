@@ -674,8 +674,9 @@ with one connection per request and with keep-alive. Each measurement runs on bo
 to back, the one going first alternating, 3 repetitions of 5 s; medians are shown.
 Both databases are vacuumed and ANALYZEd after seeding and before each repetition, as
 autovacuum would do (on a server with autovacuum off and no statistics, MLflow's registered-model
-search plans for empty tables and takes about 15 s per request), and after each run the harness waits until that system
-is idle again, so requests wrk gave up on never load the next measurement.
+search plans for empty tables and takes about 15 s per request), and after each run the harness
+waits until that system is idle again, so requests wrk gave up on never load the next
+measurement.
 Errors are socket errors and answers other than 2xx. Targets: alias GET and get-latest-versions
 at least 5 times MLflow's throughput, registered-model search 10 times, version creation twice
 with no error, judged at 8 and 32 connections with one connection per request (MLflow's

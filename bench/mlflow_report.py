@@ -182,8 +182,8 @@ class Report:
                 f"- Load: wrk, {self.duration} s per run, {self.repetitions} repetitions; each "
                 "measurement runs on both systems back to back, the one going first alternating; "
                 "medians shown, ratio = Modelgate req/s ÷ MLflow req/s",
-                f"- Between runs: both databases vacuumed and ANALYZEd after seeding and before each "
-                f"repetition; after each run, a wait until that system was idle again "
+                f"- Between runs: both databases vacuumed and ANALYZEd after seeding and before "
+                f"each repetition; after each run, a wait until that system was idle again "
                 f"({self._settling()})",
             ]
         )
