@@ -734,6 +734,9 @@ Database work per request (PostgreSQL):
   statements, the lingering publisher and the writes' lane) and 6.5-7.0 ms in the run of 13:29
   UTC (2.0x MLflow's creations at 8 connections, 2.4x at 32; before the kept Redis client, the
   batch savepoint and the two-statement create); the run below shows the same column now.
+  That run did not vacuum between repetitions, and on this server (autovacuum off) MLflow's
+  creations slowed as dead row versions piled up (116 req/s at 8 connections, against about
+  200 with the vacuuming): its 2.0x flattered Modelgate.
 - The reads (alias `GET`, `get-latest-versions`, the gets and the searches) take
   config/asgi.py's middleware lane ("How the alias read is served" above): no thread started
   per request, no request signals, the middleware hooks called in a row, the view on the poll
