@@ -249,12 +249,18 @@ def event_record(
     after: dict[str, Any] | None = None,
     comment: str = "",
     head: EventChainHead | None = None,
+    commit: bool = False,
 ) -> Event:
     """Append one event to the chain; must run inside the transaction that made the change.
 
     The chain head's row lock is taken last in every service (after the rows being changed), so
     appends are serialised in commit order without lock-order inversions. A service that has
     locked the head already, in this transaction, passes it as `head` (see chain_head_lock_sql).
+
+    `commit`: a service whose transaction does nothing after recording asks for the append and
+    the COMMIT to go in one round trip, which releases the head's lock one client turn sooner;
+    honoured on PostgreSQL for the outermost transaction only (leaving the atomic block then
+    finds it committed). Elsewhere the transaction commits as usual when the block ends.
     """
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
@@ -288,10 +294,22 @@ def event_record(
         event,
         EventOutbox(event=event, created_at=now),
         queued_at=now if queue else head.publish_queued_at,
+        commit=commit and _outermost(connection),
     )
     if queue:
         events_publish_on_commit()
     return event
+
+
+def _outermost(connection: BaseDatabaseWrapper) -> bool:
+    """In the outermost atomic block, which commits when it ends (no savepoint, no rollback
+    pending)."""
+    return (
+        connection.commit_on_exit
+        and len(connection.atomic_blocks) == 1
+        and not connection.savepoint_ids
+        and not connection.needs_rollback
+    )
 
 
 def _append(
@@ -300,6 +318,7 @@ def _append(
     outbox: EventOutbox,
     *,
     queued_at: datetime | None,
+    commit: bool = False,
 ) -> None:
     """Write the event, its outbox row and the new chain head (with its publishing mark).
 
@@ -319,7 +338,15 @@ def _append(
     outbox_sql, outbox_params = insert_sql(connection, outbox)
     head_update = _head_sql(connection.vendor)[1]
     sql = f"WITH appended AS ({event_sql}), queued AS ({outbox_sql}) {head_update}"
-    with prepared_cursor(connection.alias) as cursor:
-        cursor.execute(sql, [*event_params, *outbox_params, event.seq, event.hash, queued_at])
+    params = [*event_params, *outbox_params, event.seq, event.hash, queued_at]
+    if commit:
+        # Two statements in one query: Django's cursor binds on the client and sends it whole
+        # (a prepared statement cannot carry a second one). A failing COMMIT (the outbox's
+        # deferred foreign key) raises here, and the atomic block rolls back as it would.
+        with connection.cursor() as cursor:
+            cursor.execute(f"{sql}; COMMIT", params)
+    else:
+        with prepared_cursor(connection.alias) as cursor:
+            cursor.execute(sql, params)
     event._state.adding = outbox._state.adding = False
     event._state.db = outbox._state.db = connection.alias

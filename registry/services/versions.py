@@ -93,6 +93,7 @@ def version_create(
         # A new version has exactly the tags just written and no alias yet.
         after=version_snapshot(version, tags=dict(tag_values), aliases=[]),
         head=head,
+        commit=True,  # nothing follows: the append ends the transaction (when outermost)
     )
     return version
 

@@ -6,7 +6,7 @@ import itertools
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -15,7 +15,7 @@ from config.errors import AlreadyExists, InvalidParameter
 from registry import publishing, services, tasks
 from registry.choices import Stage
 from registry.events import GENESIS_HASH, event_canonical, event_hash
-from registry.models import Event, EventChainHead, EventOutbox, ModelVersion
+from registry.models import Event, EventChainHead, EventOutbox, ModelVersion, RegisteredModel
 from tests.factories import make_model, make_version
 from tests.registry import consumers
 
@@ -339,6 +339,47 @@ def test_a_lost_publishing_message_is_covered_by_the_sweeper(actor, record_consu
 
     assert consumers.received == [(1, "registered_model.created"), (2, "model_version.created")]
     assert EventOutbox.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_version_created_on_its_own_is_committed_with_its_event(actor, record_consumer):
+    """On PostgreSQL the event's append carries the COMMIT; the block then finds the work done
+    and runs the transaction's on-commit hooks (the publishing) as usual."""
+    model = make_model(actor, "m")
+
+    version = make_version(actor, model)
+
+    assert not connection.in_atomic_block
+    assert connection.get_autocommit()
+    assert ModelVersion.objects.get(pk=version.pk).version == 1
+    assert list(Event.objects.order_by("seq").values_list("seq", "type")) == [
+        (1, "registered_model.created"),
+        (2, "model_version.created"),
+    ]
+    # The publishing ran after the commit, in order, and emptied the outbox.
+    assert consumers.received == [(1, "registered_model.created"), (2, "model_version.created")]
+    assert EventOutbox.objects.count() == 0
+    # The connection goes on in autocommit: a later write commits on its own.
+    make_version(actor, model)
+    assert ModelVersion.objects.filter(model=model).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_version_created_inside_a_larger_transaction_is_not_committed_early(actor):
+    model = make_model(actor, "m")
+
+    def version_then_failure() -> None:
+        with transaction.atomic():
+            make_version(actor, model)
+            raise RuntimeError("the caller's transaction fails after the version")
+
+    with pytest.raises(RuntimeError, match="fails after the version"):
+        version_then_failure()
+
+    assert ModelVersion.objects.filter(model=model).count() == 0
+    assert list(Event.objects.values_list("type", flat=True)) == ["registered_model.created"]
+    assert EventChainHead.objects.get().seq == 1
+    assert RegisteredModel.objects.get(pk=model.pk).last_version == 0
 
 
 def test_a_version_created_without_a_chain_head_row_continues_the_chain(actor):
