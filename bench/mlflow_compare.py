@@ -702,10 +702,11 @@ Database work per request (PostgreSQL):
 - `model-versions/create`: the failed-login counter of the caller's address (one Redis `GET`
   on a client kept per process), the user behind the credentials (SQL compiled once), then the
   model and the caller's level in one query (prepared once per connection: planning its five
-  branches cost PostgreSQL more than running them), then in one transaction two prepared
-  statements: the model's lock with its counter, the version's insert and the chain-head lock
-  (one statement, the head's lock gated on the inserted row so it always comes after the
-  model's), then the event, its outbox row and the new head. After the commit the web process
+  branches cost PostgreSQL more than running them), then in one transaction two statements:
+  the model's lock with its counter, the version's insert and the chain-head lock (prepared;
+  the head's lock gated on the inserted row so it always comes after the model's), then the
+  event, its outbox row and the new head with the COMMIT in the same query (bound on the
+  client: a prepared statement cannot carry a second one). After the commit the web process
   queues a publishing task only when none is marked as queued on the chain head; the Celery
   worker hands the waiting events over in seq order and, while more keep coming, lingers 50 ms
   between passes (at most a second), so a stream of creates is published a few events per pass,
@@ -724,9 +725,9 @@ Database work per request (PostgreSQL):
   answers: their ratios are those of repeated searches.
 - Reads that recent permission levels would refuse are checked again with fresh levels, so a
   model created a moment ago is readable at once.
-- Version creation holds the global chain-head lock for two round trips (append, commit) and
-  the tail of the statement that takes it, instead of five; the chain stays strictly
-  sequential (the hash is computed under the lock from the previous head, as before).
+- Version creation holds the global chain-head lock for one round trip (the append with its
+  COMMIT) and the tail of the statement that takes it, instead of five; the chain stays
+  strictly sequential (the hash is computed under the lock from the previous head, as before).
 - Before this work (run of 2026-11-27 03:49 UTC, same harness, MLflow with 4 workers) Modelgate
   spent, per request, about 13 ms of CPU on an alias read or get-latest-versions, 46-69 ms on
   the registered-model search, 12-13 ms on the version search and 24-28 ms on a version

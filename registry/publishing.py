@@ -73,14 +73,21 @@ def events_publish_on_commit() -> None:
     transaction.on_commit(send)
 
 
+def _hand_to_consumers(entries: Sequence[EventOutbox], consumers: Sequence[Consumer]) -> None:
+    """Hand `entries` to every consumer, in order, in one savepoint; raises what a consumer
+    raised, its batch's writes rolled back."""
+    with transaction.atomic():
+        for entry in entries:
+            for consumer in consumers:
+                consumer(entry.event)
+
+
 def _hand_over_one(entry: EventOutbox, consumers: Sequence[Consumer]) -> bool:
     """Hand one locked outbox entry to every consumer; on failure count it on the row."""
     try:
         # In a savepoint: a consumer failing in the database rolls back its own writes and
         # leaves the transaction usable, so the failure is still counted below.
-        with transaction.atomic():
-            for consumer in consumers:
-                consumer(entry.event)
+        _hand_to_consumers([entry], consumers)
     except Exception as exc:
         logger.exception("publishing event %s failed", entry.pk)
         EventOutbox.objects.filter(pk=entry.pk).update(
@@ -105,10 +112,7 @@ def _hand_over(entries: list[EventOutbox]) -> list[int]:
     if len(entries) == 1:
         return [entries[0].pk] if _hand_over_one(entries[0], consumers) else []
     try:
-        with transaction.atomic():
-            for entry in entries:
-                for consumer in consumers:
-                    consumer(entry.event)
+        _hand_to_consumers(entries, consumers)
     except Exception:
         logger.info("a batch of %d events failed to publish; publishing one by one", len(entries))
     else:
