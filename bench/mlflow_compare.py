@@ -702,11 +702,12 @@ Database work per request (PostgreSQL):
 - `model-versions/create`: the failed-login counter of the caller's address (one Redis `GET`
   on a client kept per process), the user behind the credentials (SQL compiled once), then the
   model and the caller's level in one query (prepared once per connection: planning its five
-  branches cost PostgreSQL more than running them), then in one transaction two statements:
-  the model's lock with its counter, the version's insert and the chain-head lock (prepared;
-  the head's lock gated on the inserted row so it always comes after the model's), then the
-  event, its outbox row and the new head with the COMMIT in the same query (bound on the
-  client: a prepared statement cannot carry a second one). After the commit the web process
+  branches cost PostgreSQL more than running them), then one prepared statement, its own
+  transaction: the model's lock with its counter, the version's insert (and its tags), the
+  chain-head lock (gated on the inserted row so it always comes after the model's), the event
+  with the hash PostgreSQL computes from the canonical text the web process made around the
+  values only the lock gives (seq, previous hash, version number), its outbox row and the new
+  head. After the commit the web process
   queues a publishing task only when none is marked as queued on the chain head; the Celery
   worker hands the waiting events over in seq order and, while more keep coming, lingers 50 ms
   between passes (at most a second), so a stream of creates is published a few events per pass,
@@ -725,9 +726,10 @@ Database work per request (PostgreSQL):
   answers: their ratios are those of repeated searches.
 - Reads that recent permission levels would refuse are checked again with fresh levels, so a
   model created a moment ago is readable at once.
-- Version creation holds the global chain-head lock for one round trip (the append with its
-  COMMIT) and the tail of the statement that takes it, instead of five; the chain stays
-  strictly sequential (the hash is computed under the lock from the previous head, as before).
+- Version creation holds the global chain-head lock only while PostgreSQL finishes the
+  statement that takes it and commits: no round trip to the web process in between (there were
+  five before this work, one in the run of 17:08 UTC); the chain stays strictly sequential (the
+  hash is computed under the lock from the previous head, as before).
 - Before this work (run of 2026-11-27 03:49 UTC, same harness, MLflow with 4 workers) Modelgate
   spent, per request, about 13 ms of CPU on an alias read or get-latest-versions, 46-69 ms on
   the registered-model search, 12-13 ms on the version search and 24-28 ms on a version
@@ -738,7 +740,8 @@ Database work per request (PostgreSQL):
   That run did not vacuum between repetitions, and on this server (autovacuum off) MLflow's
   creations slowed as dead row versions piled up (116 req/s at 8 connections, against about
   200 with the vacuuming): its 2.0x flattered Modelgate. The run of 16:12 UTC, with vacuuming
-  and before the append carried the COMMIT, measured 1.8x at 8 connections and 2.8x at 32.
+  and before the append carried the COMMIT, measured 1.8x at 8 connections and 2.8x at 32; the
+  run of 17:08 UTC, with that COMMIT but before the one-statement creation, 2.1x and 2.4x.
 - The reads (alias `GET`, `get-latest-versions`, the gets and the searches) take
   config/asgi.py's middleware lane ("How the alias read is served" above): no thread started
   per request, no request signals, the middleware hooks called in a row, the view on the poll

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -27,6 +29,9 @@ from registry.models import (
 from registry.publishing import events_publish_on_commit, publish_due
 
 GENESIS_HASH = "0" * 64
+# A timestamp `{}` in event_timestamp's form (PostgreSQL): the canonical time, written by the
+# database.
+UTC_TEXT_SQL = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 
 def model_snapshot(model: RegisteredModel) -> dict[str, Any]:
@@ -182,7 +187,8 @@ def _chain_head_locked(connection: BaseDatabaseWrapper) -> EventChainHead:
             cursor.execute(_head_sql(connection.vendor)[0] + " FOR UPDATE")
             row = cursor.fetchone()
         if row is not None:
-            return chain_head(*row)
+            seq, hash_, queued_at = row
+            return EventChainHead(pk=1, seq=seq, hash=hash_, publish_queued_at=queued_at)
     head = EventChainHead.objects.select_for_update().filter(pk=1).first()
     if head is not None:
         return head
@@ -223,13 +229,8 @@ def _head_sql(vendor: str) -> tuple[str, str]:
 def chain_head_lock_sql(condition: str) -> str:
     """The head's locking read (its seq, hash and publish mark, in that order) for a service to
     nest in one of its statements: the row is locked only where `condition` holds, which is how
-    the statement makes sure it locks its own rows first (see event_record's `head`)."""
+    the statement makes sure it locks its own rows first (see versions._created_at_once)."""
     return f"{_head_sql(connections[DEFAULT_DB_ALIAS].vendor)[0]} AND ({condition}) FOR UPDATE"
-
-
-def chain_head(seq: int, hash: str, publish_queued_at: datetime | None) -> EventChainHead:
-    """The head as chain_head_lock_sql reads it, to pass to event_record."""
-    return EventChainHead(pk=1, seq=seq, hash=hash, publish_queued_at=publish_queued_at)
 
 
 def chain_head_seq() -> int:
@@ -238,40 +239,21 @@ def chain_head_seq() -> int:
     return seq or 0
 
 
-def event_record(
+def event_draft(
     *,
     type: str,
     actor: Actor,
     model: RegisteredModel | None = None,
     model_name: str | None = None,
-    version: int | None = None,
+    version: int | str | None = None,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     comment: str = "",
-    head: EventChainHead | None = None,
-    commit: bool = False,
 ) -> Event:
-    """Append one event to the chain; must run inside the transaction that made the change.
-
-    The chain head's row lock is taken last in every service (after the rows being changed), so
-    appends are serialised in commit order without lock-order inversions. A service that has
-    locked the head already, in this transaction, passes it as `head` (see chain_head_lock_sql).
-
-    `commit`: a service whose transaction does nothing after recording asks for the append and
-    the COMMIT to go in one round trip, which releases the head's lock one client turn sooner;
-    honoured on PostgreSQL for the outermost transaction only (leaving the atomic block then
-    finds it committed). Elsewhere the transaction commits as usual when the block ends.
-    """
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        raise RuntimeError("event_record must be called inside the change's transaction")
-    if head is None:
-        head = _chain_head_locked(connection)
-    now = timezone.now()
-    event = Event(
-        seq=head.seq + 1,
+    """An event with everything but its place in the chain (seq, prev_hash, hash) and its time,
+    which are set under the head's lock."""
+    return Event(
         type=str(type),
-        created_at=now,
         actor_id=actor.user_id,
         actor_name=actor.name,
         actor_token=actor.token_prefix,
@@ -284,8 +266,41 @@ def event_record(
         before=before,
         after=after,
         comment=comment,
-        prev_hash=head.hash,
     )
+
+
+def event_record(
+    *,
+    type: str,
+    actor: Actor,
+    model: RegisteredModel | None = None,
+    model_name: str | None = None,
+    version: int | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    comment: str = "",
+) -> Event:
+    """Append one event to the chain; must run inside the transaction that made the change.
+
+    The chain head's row lock is taken last in every service (after the rows being changed), so
+    appends are serialised in commit order without lock-order inversions.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError("event_record must be called inside the change's transaction")
+    event = event_draft(
+        type=type,
+        actor=actor,
+        model=model,
+        model_name=model_name,
+        version=version,
+        before=before,
+        after=after,
+        comment=comment,
+    )
+    head = _chain_head_locked(connection)
+    now = timezone.now()
+    event.seq, event.created_at, event.prev_hash = head.seq + 1, now, head.hash
     event.hash = event_hash(event)
     # One publishing task per burst of events (registry/publishing.py).
     queue = publish_due(head.publish_queued_at, now)
@@ -294,22 +309,51 @@ def event_record(
         event,
         EventOutbox(event=event, created_at=now),
         queued_at=now if queue else head.publish_queued_at,
-        commit=commit and _outermost(connection),
     )
     if queue:
         events_publish_on_commit()
     return event
 
 
-def _outermost(connection: BaseDatabaseWrapper) -> bool:
-    """In the outermost atomic block, which commits when it ends (no savepoint, no rollback
-    pending)."""
-    return (
-        connection.commit_on_exit
-        and len(connection.atomic_blocks) == 1
-        and not connection.savepoint_ids
-        and not connection.needs_rollback
-    )
+# Filling in an event's chain values inside the statement that appends it (PostgreSQL): the
+# statement computes the hash from the canonical text around them. A mark stands in for each
+# value while the text is made; it is random per process, so no recorded value can forge one.
+_MARK = secrets.token_hex(16)
+_MARKED = re.compile(f'"{_MARK}:([a-z_]+)"')
+# How the canonical text writes each filled value, from its SQL expression.
+_FILLED_TEXT = {
+    "seq": "CAST({} AS text)",
+    "version": "CAST({} AS text)",
+    "prev_hash": "'\"' || {} || '\"'",
+    "created_at": "'\"' || " + UTC_TEXT_SQL + " || '\"'",
+}
+
+
+def event_mark(name: str) -> str:
+    """The stand-in for the chain value `name` ("seq", "prev_hash", "created_at", "version")
+    in an event draft whose hash a statement computes (event_hash_sql)."""
+    return f"{_MARK}:{name}"
+
+
+def event_hash_sql(event: Event, values: dict[str, str]) -> tuple[str, list[str]] | None:
+    """SQL computing the hash of `event`, whose fields named in `values` hold their marks (the
+    version's also inside `after`, where the event has one): `values` maps each to the SQL
+    expression the statement fills it with. The SQL and its parameters, the canonical text's
+    pieces around the marks; None if the text does not cut cleanly (a mark of another name).
+
+    The result equals event_hash() of the stored row: the pieces are canonical_row's own text,
+    and PostgreSQL writes the filled values as it does (integers in decimal, the hash as a JSON
+    string, the time as event_timestamp formats it).
+    """
+    text = event_canonical(event).decode()
+    cut = _MARKED.split(text)
+    pieces, names = cut[0::2], cut[1::2]
+    if any(name not in values for name in names) or any(_MARK in piece for piece in pieces):
+        return None
+    parts = ["CAST(%s AS text)"]
+    for name in names:
+        parts += [f"({_FILLED_TEXT[name].format(values[name])})", "CAST(%s AS text)"]
+    return f"encode(sha256(convert_to({' || '.join(parts)}, 'UTF8')), 'hex')", pieces
 
 
 def _append(
@@ -318,7 +362,6 @@ def _append(
     outbox: EventOutbox,
     *,
     queued_at: datetime | None,
-    commit: bool = False,
 ) -> None:
     """Write the event, its outbox row and the new chain head (with its publishing mark).
 
@@ -339,14 +382,7 @@ def _append(
     head_update = _head_sql(connection.vendor)[1]
     sql = f"WITH appended AS ({event_sql}), queued AS ({outbox_sql}) {head_update}"
     params = [*event_params, *outbox_params, event.seq, event.hash, queued_at]
-    if commit:
-        # Two statements in one query: Django's cursor binds on the client and sends it whole
-        # (a prepared statement cannot carry a second one). A failing COMMIT (the outbox's
-        # deferred foreign key) raises here, and the atomic block rolls back as it would.
-        with connection.cursor() as cursor:
-            cursor.execute(f"{sql}; COMMIT", params)
-    else:
-        with prepared_cursor(connection.alias) as cursor:
-            cursor.execute(sql, params)
+    with prepared_cursor(connection.alias) as cursor:
+        cursor.execute(sql, params)
     event._state.adding = outbox._state.adding = False
     event._state.db = outbox._state.db = connection.alias

@@ -8,6 +8,8 @@ fields all take a plain `%s` placeholder, as the registry's do.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -49,8 +51,7 @@ def insert_sql(
     """The INSERT for `obj` and its parameters; with `returning_pk`, without the auto primary
     key, which the statement returns (PostgreSQL)."""
     sql, fields = _template(connection, type(obj), returning_pk)
-    params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
-    return sql, params
+    return sql, prepared_values(connection, obj, fields)
 
 
 def insert(connection: BaseDatabaseWrapper, obj: Model) -> None:
@@ -65,3 +66,42 @@ def insert(connection: BaseDatabaseWrapper, obj: Model) -> None:
         (obj.pk,) = cursor.fetchone()
     obj._state.adding = False
     obj._state.db = connection.alias
+
+
+def insert_select_sql(
+    connection: BaseDatabaseWrapper,
+    model: type[Model],
+    computed: Mapping[str, str],
+    *,
+    source: str,
+    returning: str = "",
+) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    """`INSERT INTO <model> (...) SELECT ... FROM <source>` for a statement of several steps
+    (PostgreSQL): every local concrete field but the auto primary key, the fields named in
+    `computed` taking those SQL expressions (over `source`), the others a parameter each, in the
+    order of the fields returned.
+
+    A parameter in a SELECT list has no column type to take: each is cast to its column's type,
+    without a length (an explicit cast to varchar(n) would cut a longer value short; the
+    column's own assignment still refuses it).
+    """
+    meta = model._meta
+    fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
+    quote = connection.ops.quote_name
+    values = ", ".join(
+        computed.get(field.name)
+        or f"CAST(%s AS {re.sub(r'[(].*[)]', '', field.db_type(connection) or '')})"
+        for field in fields
+    )
+    columns = ", ".join(quote(field.column) for field in fields)
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {values} FROM {source}"  # noqa: S608
+    if returning:
+        sql += f" RETURNING {returning}"
+    return sql, tuple(field for field in fields if field.name not in computed)
+
+
+def prepared_values(
+    connection: BaseDatabaseWrapper, obj: Model, fields: tuple[Field[Any, Any], ...]
+) -> list[Any]:
+    """The values of `fields` of a new `obj`, prepared as save() prepares them."""
+    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]

@@ -21,6 +21,8 @@ from django.db.models import CharField, F, Func, TextField
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Cast
 
+from registry.events import UTC_TEXT_SQL
+
 A = TypeVar("A")
 B = TypeVar("B")
 
@@ -30,10 +32,7 @@ def utc_text(field: str = "created_at") -> Combinable:
     elsewhere the field itself, formatted in Python."""
     if connection.vendor == "postgresql":
         return Func(
-            F(field),
-            template="to_char(%(expressions)s AT TIME ZONE 'UTC', "
-            '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')',
-            output_field=CharField(),
+            F(field), template=UTC_TEXT_SQL.format("%(expressions)s"), output_field=CharField()
         )
     return F(field)
 

@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Field
+from django.db.models import Field, Model
 from django.utils import timezone
 
 from accounts.actors import Actor
 from config.errors import InvalidParameter, NotFound
 from config.sql import prepared_cursor
 from registry.choices import EventType, Stage
-from registry.events import chain_head, chain_head_lock_sql, event_record, version_snapshot
+from registry.events import (
+    chain_head_lock_sql,
+    event_draft,
+    event_hash_sql,
+    event_mark,
+    event_record,
+    version_snapshot,
+)
 from registry.guards import GuardedWrite, alias_target, guards_check
-from registry.inserts import insert
+from registry.inserts import insert, insert_select_sql, prepared_values
 from registry.models import (
+    Event,
     EventChainHead,
+    EventOutbox,
     ModelAlias,
     ModelVersion,
     ModelVersionTag,
     RegisteredModel,
 )
+from registry.publishing import events_publish_on_commit
 from registry.refusals import Refusal, refusal_noted, refusals_recorded
 from registry.services.models import model_lock
 from registry.validation import validate_run_id, validate_source, validate_tag, validate_tags
@@ -47,7 +57,6 @@ def version_lock(version: ModelVersion) -> ModelVersion:
     return locked
 
 
-@transaction.atomic
 def version_create(
     *,
     model: RegisteredModel,
@@ -81,7 +90,25 @@ def version_create(
         created_at=now,
         updated_at=now,
     )
-    model, head = _numbered_insert(version, now)
+    if transaction.get_connection().vendor == "postgresql" and _created_at_once(
+        version, tag_values, actor, now
+    ):
+        return version
+    return _created_in_steps(version, tag_values, actor, now)
+
+
+@transaction.atomic
+def _created_in_steps(
+    version: ModelVersion, tag_values: dict[str, str], actor: Actor, now: datetime
+) -> ModelVersion:
+    """version_create as a service writes: the model's lock and counter, the version and its
+    tags, then the event."""
+    model = model_lock(version.model)
+    model.last_version += 1
+    model.updated_at = now
+    model.save(update_fields=["last_version", "updated_at"])
+    version.model, version.version = model, model.last_version
+    insert(transaction.get_connection(), version)
     ModelVersionTag.objects.bulk_create(
         ModelVersionTag(version=version, key=key, value=value) for key, value in tag_values.items()
     )
@@ -92,95 +119,193 @@ def version_create(
         version=version.version,
         # A new version has exactly the tags just written and no alias yet.
         after=version_snapshot(version, tags=dict(tag_values), aliases=[]),
-        head=head,
-        commit=True,  # nothing follows: the append ends the transaction (when outermost)
     )
     return version
 
 
-def _numbered_insert(
-    version: ModelVersion, now: datetime
-) -> tuple[RegisteredModel, EventChainHead | None]:
-    """Lock the version's model, take its next version number and insert `version` with it;
-    the model as it is now, and the event chain's head if this locked it too.
+# The chain values _created_at_once's statement fills in, by their SQL (see its `chain` step).
+_CHAIN_VALUES = {
+    "seq": "chain.seq",
+    "prev_hash": "chain.prev_hash",
+    "created_at": "chain.at",
+    "version": "chain.version",
+}
 
-    On PostgreSQL one statement: the counter's UPDATE takes the model's row lock (a concurrent
-    one waits for it and then counts on from the committed number), the INSERT takes the number
-    it returns, and the head's row lock comes last, once the version is in (the one lock order:
-    model, version, head). Elsewhere model_lock, the counter's update and the INSERT; the event
-    locks the head.
+
+def _created_at_once(
+    version: ModelVersion, tag_values: dict[str, str], actor: Actor, now: datetime
+) -> bool:
+    """version_create in one statement (PostgreSQL): the model's counter, the version, its
+    tags and its event with the new chain head, the event's hash computed by the database from
+    the canonical text made here. Outside a transaction the statement is one of its own: the
+    chain head's lock, which every write waits for, is then held from the moment the statement
+    takes it to its commit, with no round trip to this process in between.
+
+    The event's time is the version's, or the previous event's where that is later (a creation
+    that waited for the head behind one that started after it): the log's times never go back.
+
+    False, having written nothing, when the model is not the one `version.model` stands for
+    (renamed or deleted since it was read) or the chain head's row is missing: the steps then
+    find out what is there and do what the service would.
     """
     connection = transaction.get_connection()
-    if connection.vendor != "postgresql":
-        model = model_lock(version.model)
-        model.last_version += 1
-        model.updated_at = now
-        model.save(update_fields=["last_version", "updated_at"])
-        version.model, version.version = model, model.last_version
-        insert(connection, version)
-        return model, None
-    names, sql, fields = _numbered_insert_sql()
-    params = [field.get_db_prep_save(field.pre_save(version, True), connection) for field in fields]
+    model = version.model
+    after = version_snapshot(version, tags=dict(tag_values), aliases=[])
+    after["version"] = event_mark("version")
+    event = event_draft(
+        type=EventType.VERSION_CREATED,
+        actor=actor,
+        model=model,
+        version=event_mark("version"),
+        after=after,
+    )
+    event.seq, event.prev_hash = event_mark("seq"), event_mark("prev_hash")
+    event.created_at = event_mark("created_at")
+    hashed = event_hash_sql(event, _CHAIN_VALUES)
+    if hashed is None:
+        return False
+    hash_sql, pieces = hashed
+    statement = _at_once_sql(hash_sql)
+    params = [
+        now,
+        model.pk,
+        model.name,
+        *prepared_values(connection, version, statement.version_fields),
+        list(tag_values),
+        list(tag_values.values()),
+        *pieces,
+        Event._meta.get_field("after").get_db_prep_save(after, connection),
+        settings.MODELGATE_EVENT_PUBLISH_PENDING_SECONDS,
+        now,
+        *prepared_values(connection, event, statement.event_fields),
+        *prepared_values(connection, EventOutbox(), statement.outbox_fields),
+    ]
     with prepared_cursor(connection.alias) as cursor:
-        cursor.execute(sql, [now, version.model_id, *params])
+        cursor.execute(statement.sql, params)
         row = cursor.fetchone()
     if row is None:
-        raise RegisteredModel.DoesNotExist(f"Registered model {version.model_id} does not exist.")
+        return False
+    names = statement.model_names
     model = RegisteredModel.from_db(connection.alias, names, row[: len(names)])
-    version_pk, seq, hash_, publish_queued_at = row[len(names) :]
+    version_pk, due = row[len(names) :]
     version.model, version.version, version.pk = model, model.last_version, version_pk
     version._state.adding = False
     version._state.db = connection.alias
-    # No head row (a flushed table): the event recreates it.
-    head = None if seq is None else chain_head(seq, hash_, publish_queued_at)
-    return model, head
+    if due:  # one publishing task per burst of events (registry/publishing.py)
+        events_publish_on_commit()
+    return True
+
+
+class _AtOnce(NamedTuple):
+    """_created_at_once's statement and what its parameters come from."""
+
+    model_names: list[str]  # attribute names of the model's columns, returned first
+    sql: str
+    version_fields: tuple[Field[Any, Any], ...]  # fields whose values are parameters
+    event_fields: tuple[Field[Any, Any], ...]
+    outbox_fields: tuple[Field[Any, Any], ...]
+
+
+def _column(model: type[Model], name: str) -> str:
+    """The quoted column of one of `model`'s concrete fields."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field):
+        raise TypeError(f"{model._meta.label}.{name} has no column")
+    return transaction.get_connection().ops.quote_name(field.column)
 
 
 @cache
-def _numbered_insert_sql() -> tuple[list[str], str, tuple[Field[Any, Any], ...]]:
-    """_numbered_insert's statement (PostgreSQL): it returns the model's columns as the UPDATE
-    left them, the new version's id and the chain head's seq, hash and publish mark (NULLs
-    without a head row); the version fields whose values are parameters come with it."""
-    from django.db import connection
+def _at_once_sql(hash_sql: str) -> _AtOnce:
+    """_created_at_once's statement for the event hash `hash_sql`: it returns the model's
+    columns, the version's id and whether to queue publishing.
 
+    The head's lock comes last: its read is gated on the inserted version, and PostgreSQL
+    evaluates that uncorrelated EXISTS once, before it scans the head, running the INSERT and so
+    the counter's UPDATE to answer it (the one lock order: model, version, head). A concurrent
+    creation waits for the model's lock and counts on from the committed number; an append
+    waiting for the head's lock reads the head as its holder committed it.
+    """
+    connection = transaction.get_connection()
     quote = connection.ops.quote_name
-    model_meta, version_meta = RegisteredModel._meta, ModelVersion._meta
-    model_fields = model_meta.concrete_fields
-    last = quote(model_meta.get_field("last_version").column)
-    updated = quote(model_meta.get_field("updated_at").column)
-    returned = ", ".join(f"taken.{quote(field.column)}" for field in model_fields)
-    inserted = [f for f in version_meta.local_concrete_fields if f is not version_meta.auto_field]
-    numbered = {
-        "model": f"taken.{quote(model_meta.pk.column)}",
-        "version": f"taken.{last}",
-    }
-    # A parameter in a SELECT list has no column type to take: cast each to its column's type,
-    # without a length (an explicit cast to varchar(n) would cut a longer value short; the
-    # column's own assignment still refuses it).
-    values = ", ".join(
-        numbered.get(field.name)
-        or f"CAST(%s AS {re.sub(r'[(].*[)]', '', field.db_type(connection) or '')})"
-        for field in inserted
+    model_table, model_pk = quote(RegisteredModel._meta.db_table), _column(RegisteredModel, "id")
+    head_table, head_pk = quote(EventChainHead._meta.db_table), _column(EventChainHead, "id")
+    last, updated, name = (
+        _column(RegisteredModel, field) for field in ("last_version", "updated_at", "name")
     )
-    columns = ", ".join(quote(field.column) for field in inserted)
-    version_pk = quote(version_meta.pk.column)
-    # The head's read is gated on the inserted row: PostgreSQL evaluates that uncorrelated
-    # EXISTS once, before it scans the head, and to answer it runs the INSERT and so the UPDATE.
-    # The model's row lock is therefore always taken before the head's, never the other way.
-    head = chain_head_lock_sql("EXISTS (SELECT FROM added)")
+    head_seq, head_hash, head_queued = (
+        _column(EventChainHead, field) for field in ("seq", "hash", "publish_queued_at")
+    )
+    event_table = quote(Event._meta.db_table)
+    event_seq, event_at = _column(Event, "seq"), _column(Event, "created_at")
+    model_fields = RegisteredModel._meta.concrete_fields
+    # The model's columns in its fields' order (the table's may differ).
+    returned = ", ".join(f"taken.{quote(field.column)}" for field in model_fields)
+    version_pk = _column(ModelVersion, "id")
+    version_insert, version_fields = insert_select_sql(
+        connection,
+        ModelVersion,
+        {"model": f"taken.{model_pk}", "version": f"taken.{last}"},
+        source="taken",
+        returning=version_pk,
+    )
+    tag_columns = ", ".join(
+        _column(ModelVersionTag, field) for field in ("version", "key", "value")
+    )
+    event_insert, event_fields = insert_select_sql(
+        connection,
+        Event,
+        {
+            "seq": "stamped.seq",
+            "created_at": "stamped.at",
+            "model_id": f"taken.{model_pk}",
+            "model_name": f"taken.{name}",
+            "version": "stamped.version",
+            "after": "stamped.event_after",
+            "prev_hash": "stamped.prev_hash",
+            "hash": "stamped.event_hash",
+        },
+        source="stamped CROSS JOIN taken",
+        returning=f"{event_seq}, {event_at}",
+    )
+    # No appended event leaves the outbox row's event NULL, which its column refuses: the
+    # statement fails whole rather than commit a version without its event.
+    outbox_insert, outbox_fields = insert_select_sql(
+        connection,
+        EventOutbox,
+        {"event": f"appended.{event_seq}", "created_at": f"appended.{event_at}"},
+        source="added LEFT JOIN appended ON true",
+    )
     # Identifiers quoted from the models' metadata, every value a parameter.
     sql = (
-        f"WITH taken AS (UPDATE {quote(model_meta.db_table)} "  # noqa: S608
-        f"SET {last} = {last} + 1, {updated} = %s WHERE {quote(model_meta.pk.column)} = %s "
-        f"RETURNING *), "
-        f"added AS (INSERT INTO {quote(version_meta.db_table)} ({columns}) "
-        f"SELECT {values} FROM taken RETURNING {version_pk}), "
-        f"head AS ({head}) "
-        f"SELECT {returned}, added.{version_pk}, head.* FROM taken CROSS JOIN added "
-        f"LEFT JOIN head ON true"
+        f"WITH taken AS (UPDATE {model_table} SET {last} = {last} + 1, {updated} = %s "  # noqa: S608
+        f"WHERE {model_pk} = %s AND {name} = %s "
+        f"AND EXISTS (SELECT FROM {head_table} WHERE {head_pk} = 1) RETURNING *), "
+        f"added AS ({version_insert}), "
+        f"tagged AS (INSERT INTO {quote(ModelVersionTag._meta.db_table)} ({tag_columns}) "
+        f"SELECT added.{version_pk}, tag.key, tag.value FROM added "
+        f"CROSS JOIN unnest(CAST(%s AS text[]), CAST(%s AS text[])) AS tag(key, value)), "
+        f"head AS ({chain_head_lock_sql('EXISTS (SELECT FROM added)')}), "
+        # The values only the head's lock gives, then the hash and the snapshot made with them.
+        f"stamped AS (SELECT chain.*, {hash_sql} AS event_hash, "
+        f"jsonb_set(CAST(%s AS jsonb), '{{version}}', to_jsonb(chain.version)) AS event_after, "
+        f"(chain.queued_at IS NULL OR chain.queued_at <= chain.at - make_interval(secs => %s)) "
+        f"AS due FROM (SELECT head.{head_seq} + 1 AS seq, head.{head_hash} AS prev_hash, "
+        f"GREATEST(CAST(%s AS timestamptz), (SELECT {event_at} FROM {event_table} "
+        f"WHERE {event_seq} = head.{head_seq})) AS at, "
+        f"taken.{last} AS version, head.{head_queued} AS queued_at "
+        f"FROM head CROSS JOIN taken) AS chain), "
+        f"appended AS ({event_insert}), "
+        f"queued AS ({outbox_insert}), "
+        f"moved AS (UPDATE {head_table} SET {head_seq} = stamped.seq, "
+        f"{head_hash} = stamped.event_hash, {head_queued} = CASE WHEN stamped.due "
+        f"THEN stamped.at ELSE stamped.queued_at END "
+        f"FROM stamped WHERE {head_table}.{head_pk} = 1) "
+        f"SELECT {returned}, added.{version_pk}, stamped.due "
+        f"FROM taken CROSS JOIN added CROSS JOIN stamped"
     )
-    parameters = tuple(field for field in inserted if field.name not in numbered)
-    return [field.attname for field in model_fields], sql, parameters
+    return _AtOnce(
+        [field.attname for field in model_fields], sql, version_fields, event_fields, outbox_fields
+    )
 
 
 def _touch(version: ModelVersion, now: Any = None) -> None:

@@ -343,8 +343,8 @@ def test_a_lost_publishing_message_is_covered_by_the_sweeper(actor, record_consu
 
 @pytest.mark.django_db(transaction=True)
 def test_a_version_created_on_its_own_is_committed_with_its_event(actor, record_consumer):
-    """On PostgreSQL the event's append carries the COMMIT; the block then finds the work done
-    and runs the transaction's on-commit hooks (the publishing) as usual."""
+    """On PostgreSQL the creation is one statement, its own transaction; the publishing it
+    queues runs once it has committed."""
     model = make_model(actor, "m")
 
     version = make_version(actor, model)
@@ -397,6 +397,94 @@ def test_a_version_created_without_a_chain_head_row_continues_the_chain(actor):
     assert events[1].version == version.version == 1
     head = EventChainHead.objects.get()
     assert (head.seq, head.hash) == (2, events[1].hash)
+
+
+ODD_TEXT = 'quote " backslash \\ tab \t newline \n bell \x07 é ✓ 😀 </script> \u2028 %s {}'
+
+
+def test_a_created_versions_hash_recomputes_whatever_its_values_hold(actor):
+    """On PostgreSQL the database computes a creation's hash around the canonical text made
+    here: escapes, non-ASCII text and placeholders' look-alikes must come out byte for byte."""
+    model = make_model(actor, "m")
+    tags = {"note": ODD_TEXT, "n": "1"}
+
+    version = services.version_create(
+        model=model, source="s3://m/ü", description=ODD_TEXT, run_link=ODD_TEXT, tags=tags,
+        actor=actor,
+    )  # fmt: skip
+
+    first, event = Event.objects.order_by("seq")
+    assert event.hash == event_hash(event)
+    assert event.prev_hash == first.hash
+    assert (event.seq, event.type, event.model_id, event.model_name) == (
+        2,
+        "model_version.created",
+        model.pk,
+        "m",
+    )
+    assert event.version == event.after["version"] == version.version == 1
+    assert event.after["description"] == event.after["run_link"] == ODD_TEXT
+    assert event.after["tags"] == tags
+    assert event.created_at >= version.created_at
+    assert dict(version.tags.values_list("key", "value")) == tags
+    head = EventChainHead.objects.get()
+    assert (head.seq, head.hash) == (2, event.hash)
+    assert EventOutbox.objects.filter(event=event).count() == 1  # until the commit hands it over
+
+
+def test_a_version_created_through_a_stale_model_records_the_name_the_model_has_now(actor):
+    model = make_model(actor, "m")
+    stale = RegisteredModel.objects.get(pk=model.pk)
+    services.model_rename(model=model, new_name="m2", actor=actor)
+
+    version = services.version_create(model=stale, source="s3://m/1", actor=actor)
+
+    event = Event.objects.get(type="model_version.created")
+    assert (version.model.name, event.model_name, event.after["name"]) == ("m2", "m2", "m2")
+    assert event.hash == event_hash(event)
+    assert RegisteredModel.objects.get(pk=model.pk).last_version == version.version == 1
+
+
+def test_a_version_of_a_deleted_model_is_refused_and_writes_nothing(actor):
+    model = make_model(actor, "m")
+    stale = RegisteredModel.objects.get(pk=model.pk)
+    services.model_delete(model=model, actor=actor)
+    events = Event.objects.count()
+
+    with pytest.raises(RegisteredModel.DoesNotExist):
+        services.version_create(model=stale, source="s3://m/1", actor=actor)
+
+    assert Event.objects.count() == events
+    assert ModelVersion.objects.count() == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement creation")
+def test_a_version_is_created_in_one_statement(actor):
+    model = make_model(actor, "m")
+
+    with CaptureQueriesContext(connection) as queries:
+        services.version_create(model=model, source="s3://m/1", tags={"a": "1"}, actor=actor)
+
+    assert len(queries) == 1
+    assert ModelVersion.objects.get().tags.get().value == "1"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement creation")
+def test_a_creation_that_started_before_the_last_event_does_not_take_an_earlier_time(
+    actor, monkeypatch
+):
+    """A creation that waited for the chain head behind a change that started after it: its
+    event takes the time of the event before, so the log's times never go back."""
+    model = make_model(actor, "m")
+    later = Event.objects.get().created_at
+    monkeypatch.setattr(timezone, "now", lambda: later - timedelta(seconds=5))
+
+    version = services.version_create(model=model, source="s3://m/1", actor=actor)
+
+    event = Event.objects.get(type="model_version.created")
+    assert version.created_at == later - timedelta(seconds=5)
+    assert event.created_at == later
+    assert event.hash == event_hash(event)
 
 
 def test_a_publishing_run_goes_on_after_a_failing_event_and_leaves_it_to_the_sweeper(
