@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 
 import pgtrigger
 import pytest
@@ -101,6 +103,23 @@ def _fresh_cache():
     recent_token_models.clear()
     remembered_aliases.clear()
     return
+
+
+@pytest.fixture(autouse=True)
+def _offline_dns(monkeypatch):
+    """Tests run offline: a host name in a webhook URL resolves to nothing, at once. Asking the
+    machine's resolver stalled a lookup for 5 s now and then (its DNS server is out of reach),
+    which cost the suite minutes; an address literal stands for itself, as getaddrinfo answers
+    it. A test that needs a name to resolve patches webhooks.ssrf._resolve itself."""
+
+    def offline(host: str, port: int) -> list[str]:
+        try:
+            return [str(ipaddress.ip_address(host.strip("[]")))]
+        except ValueError:
+            refused = f"no name resolution in tests: {host}"
+            raise socket.gaierror(socket.EAI_NONAME, refused) from None
+
+    monkeypatch.setattr("webhooks.ssrf._resolve", offline)
 
 
 @pytest.fixture(autouse=True)
