@@ -288,6 +288,7 @@ def _at_once_sql(hash_sql: str) -> _AtOnce:
         # The values only the head's lock gives, then the hash and the snapshot made with them.
         f"stamped AS (SELECT chain.*, {hash_sql} AS event_hash, "
         f"jsonb_set(CAST(%s AS jsonb), '{{version}}', to_jsonb(chain.version)) AS event_after, "
+        # publishing.publish_due's rule, decided under the head's lock as event_record does.
         f"(chain.queued_at IS NULL OR chain.queued_at <= chain.at - make_interval(secs => %s)) "
         f"AS due FROM (SELECT head.{head_seq} + 1 AS seq, head.{head_hash} AS prev_hash, "
         f"GREATEST(CAST(%s AS timestamptz), (SELECT {event_at} FROM {event_table} "
